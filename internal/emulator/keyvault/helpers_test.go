@@ -54,10 +54,10 @@ func (c *testClock) Advance(d time.Duration) {
 // and the data actions each may perform. It counts the requests that came
 // without a token, which is how a challenge flow starts.
 type tokenAuthorizer struct {
-	mu       sync.Mutex
-	tokens   map[string][]string
+	mu        sync.Mutex
+	tokens    map[string][]string
 	anonymous int
-	checked  []string // data actions seen, in order
+	checked   []string // data actions seen, in order
 }
 
 func (a *tokenAuthorizer) Authorize(r *http.Request, vault Vault, dataAction string) error {
