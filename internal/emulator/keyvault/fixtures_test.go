@@ -16,7 +16,7 @@ import (
 const fixtureDir = "../../../../shared/fixtures/azure/keyvault/2026-04-01"
 
 // optionalFields may appear in the emulator's responses although an example
-// leaves them out: the service returns them whenever they have a value.
+// leaves them out. The azsecrets models define each of them.
 var optionalFields = map[string]bool{
 	"recoverableDays": true,
 	"recoveryLevel":   true,

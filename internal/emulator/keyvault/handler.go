@@ -19,8 +19,8 @@ type request struct {
 	apiVersion string
 }
 
-// response is what an operation hands back to ServeHTTP: a status with a
-// JSON body, or an error envelope.
+// response is the result of one operation: a status with an optional JSON
+// body, or an error that ServeHTTP writes as Key Vault's error envelope.
 type response struct {
 	status    int
 	body      any
@@ -28,10 +28,10 @@ type response struct {
 	challenge string // WWW-Authenticate value of a 401
 }
 
-// ServeHTTP serves one secrets request. The vault is chosen by the first
-// label of r.Host; the Authorizer runs before the api-version, the secret
-// name or the body are looked at, because the SDKs send their first request
-// without a token and without a body to obtain the challenge.
+// ServeHTTP serves one secrets request for the vault named by the first
+// label of r.Host. The Authorizer runs before the api-version, the secret
+// name or the body are read. The SDKs rely on this order because they send
+// their first request without a token or body to obtain the challenge.
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	requestID, err := newVersionID()
 	if err != nil {
@@ -50,8 +50,8 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) serve(r *http.Request) response {
-	// Resolve the vault. An unknown host cannot happen against the real
-	// service, whose DNS would not resolve it; the emulator answers 404.
+	// Resolve the vault. The real service has no such case because DNS
+	// would not resolve an unknown vault, so the emulator returns 404.
 	vaultName := hostVaultName(r.Host)
 	s.mu.Lock()
 	state, ok := s.vaults[strings.ToLower(vaultName)]
@@ -69,8 +69,8 @@ func (s *Service) serve(r *http.Request) response {
 	}
 
 	// Route. Paths outside the secrets API get 404 and known paths with
-	// another method get 405, both before authorization since no data
-	// action applies to them.
+	// another method get 405. Both come before authorization because no
+	// data action applies to them.
 	rt, status := parseRoute(r.Method, r.URL.EscapedPath())
 	switch status {
 	case routeNotFound:

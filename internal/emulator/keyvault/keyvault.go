@@ -58,7 +58,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives request and error logs. Default slog.Default().
 	Logger *slog.Logger
-	// RetentionDays is the soft-delete retention, 7 to 90. Default 90.
+	// RetentionDays is the soft-delete retention in days. Default 90; values
+	// outside 7-90, the range Key Vault allows, are clamped to it.
 	RetentionDays int
 }
 
@@ -86,8 +87,8 @@ type Service struct {
 }
 
 // Limits of the service. Names are case-insensitive and 1-127 characters of
-// letters, digits and dashes; values are at most 25 KB (25,600 bytes) as the
-// Key Vault service limits document.
+// letters, digits and dashes. Values are at most 25 KB (25,600 bytes), the
+// size limit that the Key Vault documentation gives for secrets.
 const (
 	maxValueBytes      = 25 * 1024
 	defaultRetention   = 90

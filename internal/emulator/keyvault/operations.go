@@ -210,19 +210,11 @@ func (s *Service) handleListVersions(req request) response {
 	if apiErr != nil {
 		return errorResponse(apiErr)
 	}
-	start := 0
-	if page.after != "" {
-		start = -1
-		for i, v := range entry.versions {
-			if v.id == page.after {
-				start = i + 1
-				break
-			}
-		}
-		if start < 0 {
-			return errorResponse(errInvalidSkipToken())
-		}
+	start, ok := versionsStart(entry, page.after)
+	if !ok {
+		return errorResponse(errInvalidSkipToken())
 	}
+
 	remaining := entry.versions[start:]
 	items := make([]secretBundle, 0, min(len(remaining), page.size))
 	for _, v := range remaining[:min(len(remaining), page.size)] {
@@ -234,6 +226,20 @@ func (s *Service) handleListVersions(req request) response {
 		result.NextLink = nextLink(req, path, remaining[page.size-1].id, page)
 	}
 	return response{status: http.StatusOK, body: result}
+}
+
+// versionsStart returns the index of the first version after the version id
+// afterID, or 0 when afterID is empty. It reports false for an unknown id.
+func versionsStart(entry *secretEntry, afterID string) (int, bool) {
+	if afterID == "" {
+		return 0, true
+	}
+	for i, v := range entry.versions {
+		if v.id == afterID {
+			return i + 1, true
+		}
+	}
+	return 0, false
 }
 
 // requestVaultLocked returns the request's vault, which AddVault never

@@ -40,10 +40,9 @@ const (
 
 // dataAction returns the RBAC data action that guards op.
 //
-// NOTE: reading deleted secrets is mapped to readMetadata/action. The public
-// role definitions list no separate data action for deleted secrets, and Key
-// Vault Reader (readMetadata only) is documented to list them; the exact check
-// the service makes is not confirmed.
+// NOTE: reading deleted secrets is mapped to readMetadata/action, the data
+// action for reading secret metadata. The service's exact check for the
+// deletedsecrets paths is not confirmed.
 func (op operation) dataAction() string {
 	switch op {
 	case opSetSecret:
@@ -76,7 +75,7 @@ type route struct {
 	Version string
 }
 
-// routeStatus tells why parseRoute found no operation.
+// routeStatus is the outcome of parseRoute: a match, or why there is none.
 type routeStatus int
 
 const (

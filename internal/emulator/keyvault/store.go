@@ -235,7 +235,7 @@ func (vs *vaultState) sortedEntries(deleted bool) []*secretEntry {
 }
 
 // Error constructors. Codes and messages follow responses captured from the
-// service; the ones marked NOTE could not be confirmed and are the
+// service. The ones marked NOTE could not be confirmed, so they use the
 // emulator's own wording under the service's code.
 
 func errSecretNotFound(nameOrID string) *apiError {
