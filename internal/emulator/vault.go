@@ -109,4 +109,3 @@ func secretNameFromPath(p string) (string, bool) {
 	}
 	return parts[1], true
 }
-
