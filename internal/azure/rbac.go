@@ -76,7 +76,7 @@ func NewRBAC(cred azcore.TokenCredential, opts *arm.ClientOptions) (*RBAC, error
 	if err != nil {
 		return nil, fmt.Errorf("create role definitions client: %w", err)
 	}
-	raw, err := arm.NewClient("elevate", "v0", cred, opts)
+	raw, err := arm.NewClient("elevate", "v0.1.0", cred, opts)
 	if err != nil {
 		return nil, fmt.Errorf("create ARM client: %w", err)
 	}

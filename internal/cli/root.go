@@ -10,6 +10,11 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/lifecycle"
+	"github.com/elevate-dev/elevate/internal/rotate"
 )
 
 // Streams are the standard streams a command writes to, injected so tests can
@@ -18,11 +23,24 @@ type Streams struct {
 	In     io.Reader
 	Out    io.Writer
 	ErrOut io.Writer
+	// Getenv reads the environment; tests replace it.
+	Getenv func(string) string
+	// ErrIsTerminal reports whether ErrOut is a terminal, which selects the
+	// live progress line over timestamped lines.
+	ErrIsTerminal bool
 }
 
 // StandardStreams returns the process's stdin, stdout and stderr.
 func StandardStreams() Streams {
-	return Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr}
+	return Streams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stderr, Getenv: os.Getenv,
+		ErrIsTerminal: term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("CI") == ""}
+}
+
+func (s Streams) getenv(key string) string {
+	if s.Getenv == nil {
+		return ""
+	}
+	return s.Getenv(key)
 }
 
 // Main runs the command line args and returns the process exit code.
@@ -67,6 +85,28 @@ const (
 	ExitActionFailure = 5
 )
 
+// Exit code meanings, for help text and the README:
+//
+//	0 success
+//	1 failure; every grant that was made has been removed
+//	2 invalid flags or input; nothing was granted
+//	3 the request was denied
+//	4 a revoke failed: a grant may remain, see the audit log
+//	5 the action's validation failed and the previous secret was restored
+//
+// `elevate run` exits with the command's own code when the command fails and
+// every grant was removed.
+
+// exitError carries an exit code chosen by the command, such as the exit
+// code of the program that `elevate run` ran.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
 // UsageError marks an error caused by invalid flags or arguments.
 type UsageError struct{ Err error }
 
@@ -76,11 +116,19 @@ func (e *UsageError) Unwrap() error { return e.Err }
 // ExitCode maps an error returned by a command to the process exit status.
 func ExitCode(err error) int {
 	var usage *UsageError
+	var exit *exitError
+	var revoke *lifecycle.RevokeError
 	switch {
 	case err == nil:
 		return ExitOK
-	case errors.As(err, &usage):
+	case errors.As(err, &revoke):
+		return ExitRevokeFailed
+	case errors.As(err, &exit):
+		return exit.code
+	case errors.As(err, &usage), errors.Is(err, access.ErrInvalidInput):
 		return ExitUsage
+	case errors.Is(err, rotate.ErrValidation):
+		return ExitActionFailure
 	default:
 		return ExitFailure
 	}

@@ -1,0 +1,146 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/elevate-dev/elevate/internal/azure"
+)
+
+// Prober checks on a data plane that a grant is effective, for example with a
+// harmless Key Vault read. It returns an error wrapping azure.ErrForbidden
+// while the permission has not propagated.
+type Prober interface {
+	Probe(ctx context.Context) error
+}
+
+// ErrNotEffective is returned when permissions did not propagate in time.
+var ErrNotEffective = errors.New("grant not effective")
+
+// WaitEffective polls until every grant's role shows in the caller's
+// effective permissions at its scope and every prober succeeds. Only the
+// propagation signals are retried (a missing permission, or 403 from a
+// prober); any other error ends the wait. When the caller is not the
+// principal, its own permissions say nothing about the grant, so the wait
+// only reads each assignment back.
+func (e *Engine) WaitEffective(ctx context.Context, principalID string, grants []Grant, roles map[string]Role, probers []Prober) error {
+	ctx, cancel := context.WithTimeout(ctx, e.opts.EffectiveTimeout)
+	defer cancel()
+	self := strings.EqualFold(principalID, e.callerID)
+	if !self {
+		e.log.WarnContext(ctx, "caller is not the principal: effectiveness is checked by reading the assignments back only",
+			"principal_id", principalID, "caller_id", e.callerID)
+	}
+	for attempt := 1; ; attempt++ {
+		pending, err := e.pendingGrant(ctx, self, grants, roles, probers)
+		if err != nil {
+			return err
+		}
+		if pending == "" {
+			return nil
+		}
+		delay := e.backoff(attempt)
+		e.log.DebugContext(ctx, "grant not effective yet", "waiting_for", pending, "attempt", attempt, "delay", delay)
+		if err := e.sleep(ctx, delay); err != nil {
+			return fmt.Errorf("%w after %s: still waiting for %s", ErrNotEffective, e.opts.EffectiveTimeout, pending)
+		}
+	}
+}
+
+// pendingGrant returns a description of the first check that has not passed,
+// or "" when all have.
+func (e *Engine) pendingGrant(ctx context.Context, self bool, grants []Grant, roles map[string]Role, probers []Prober) (string, error) {
+	for _, g := range grants {
+		scope := g.Pair.Scope.String()
+		if !self {
+			if _, err := e.arm.GetAssignment(ctx, scope, g.AssignmentNameOrID()); err != nil {
+				if errors.Is(err, azure.ErrNotFound) {
+					return "assignment " + g.AssignmentName, nil
+				}
+				return "", fmt.Errorf("read back assignment %s: %w", g.AssignmentName, err)
+			}
+			continue
+		}
+		role := roles[g.Pair.RoleID]
+		if len(role.Def.Actions)+len(role.Def.DataActions) == 0 {
+			continue // unknown role: nothing to compare with
+		}
+		perms, err := e.arm.Permissions(ctx, scope)
+		if err != nil {
+			return "", fmt.Errorf("read permissions at %s: %w", scope, err)
+		}
+		if missing := missingAction(role.Def, perms); missing != "" {
+			return fmt.Sprintf("%s at %s (%s)", role.Name(), scope, missing), nil
+		}
+	}
+	for _, p := range probers {
+		if err := p.Probe(ctx); err != nil {
+			if errors.Is(err, azure.ErrForbidden) {
+				return "data plane access", nil
+			}
+			return "", err
+		}
+	}
+	return "", nil
+}
+
+// AssignmentNameOrID returns the name of an owned assignment, or the name part
+// of an adopted one's id.
+func (g Grant) AssignmentNameOrID() string {
+	if g.PreExisting && g.AssignmentID != "" {
+		return g.AssignmentID[strings.LastIndex(g.AssignmentID, "/")+1:]
+	}
+	return g.AssignmentName
+}
+
+// missingAction returns the first action or data action of def that perms
+// does not allow, or "".
+func missingAction(def azure.RoleDefinition, perms azure.Permissions) string {
+	for _, a := range def.Actions {
+		if !allows(perms.Actions, perms.NotActions, a) {
+			return a
+		}
+	}
+	for _, a := range def.DataActions {
+		if !allows(perms.DataActions, perms.NotDataActions, a) {
+			return a
+		}
+	}
+	return ""
+}
+
+// allows reports whether the allowed patterns cover action and the denied
+// ones do not. Patterns may end in "*"; so may action, which is then covered
+// by a pattern whose prefix is no longer than its own.
+func allows(allowed, denied []string, action string) bool {
+	covered := false
+	for _, p := range allowed {
+		if covers(p, action) {
+			covered = true
+			break
+		}
+	}
+	if !covered {
+		return false
+	}
+	for _, p := range denied {
+		if covers(p, action) && !strings.HasSuffix(action, "*") {
+			return false
+		}
+	}
+	return true
+}
+
+func covers(pattern, action string) bool {
+	pattern, action = strings.ToLower(pattern), strings.ToLower(action)
+	if pattern == action {
+		return true
+	}
+	prefix, wild := strings.CutSuffix(pattern, "*")
+	if !wild {
+		return false
+	}
+	return strings.HasPrefix(strings.TrimSuffix(action, "*"), prefix)
+}

@@ -1,0 +1,124 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/elevate-dev/elevate/internal/azure"
+)
+
+// RevokeError lists the assignments that could not be removed, or whose
+// removal could not be verified. They may still grant access and must be
+// removed by hand or by a later `elevate revoke`.
+type RevokeError struct {
+	Failed []Grant
+}
+
+func (e *RevokeError) Error() string {
+	parts := make([]string, len(e.Failed))
+	for i, g := range e.Failed {
+		parts[i] = fmt.Sprintf("%s (%s): %s", assignmentPath(g), g.RoleName, g.RevokeError)
+	}
+	return fmt.Sprintf("revoke failed for %d assignment(s), remove by hand with `az role assignment delete --ids ID`: %s",
+		len(e.Failed), strings.Join(parts, "; "))
+}
+
+func assignmentPath(g Grant) string {
+	if g.AssignmentID != "" {
+		return g.AssignmentID
+	}
+	return strings.TrimRight(g.Pair.Scope.String(), "/") + "/providers/Microsoft.Authorization/roleAssignments/" + g.AssignmentName
+}
+
+// RevokeAll removes every grant Elevate owns and verifies each removal by
+// reading it back until Azure returns 404. It runs on a context detached from
+// ctx's cancellation, bounded by RevokeTimeout, so that SIGINT or a cancelled
+// job still cleans up. Grants are updated in place.
+func (e *Engine) RevokeAll(ctx context.Context, requestID string, grants []Grant) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	var g errgroup.Group
+	g.SetLimit(e.opts.Concurrency)
+	for i := range grants {
+		if !grants[i].Owned() {
+			continue
+		}
+		g.Go(func() error {
+			grant := grants[i]
+			e.revokeOne(ctx, requestID, &grant)
+			mu.Lock()
+			grants[i] = grant
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var failed []Grant
+	for _, grant := range grants {
+		if grant.Owned() && !grant.Verified {
+			failed = append(failed, grant)
+		}
+	}
+	if len(failed) > 0 {
+		return &RevokeError{Failed: failed}
+	}
+	return nil
+}
+
+func (e *Engine) revokeOne(ctx context.Context, requestID string, g *Grant) {
+	scope := g.Pair.Scope.String()
+	log := e.log.With("request_id", requestID, "assignment_name", g.AssignmentName, "scope", scope)
+	var err error
+	for attempt := 1; attempt <= e.opts.RevokeAttempts; attempt++ {
+		_, err = e.arm.DeleteAssignment(ctx, scope, g.AssignmentName)
+		if err == nil {
+			g.Revoked = true
+			break
+		}
+		if errors.Is(err, azure.ErrLocked) || ctx.Err() != nil {
+			break // a lock does not go away by retrying
+		}
+		delay := e.backoff(attempt)
+		log.WarnContext(ctx, "delete role assignment failed, retrying", "attempt", attempt, "delay", delay, "error", err)
+		if e.sleep(ctx, delay) != nil {
+			break
+		}
+	}
+	if !g.Revoked {
+		g.RevokeError = fmt.Sprintf("delete: %v", err)
+		log.ErrorContext(ctx, "revoke failed", "error", err)
+		return
+	}
+	if err := e.verifyGone(ctx, scope, g.AssignmentName); err != nil {
+		g.RevokeError = fmt.Sprintf("verify: %v", err)
+		log.ErrorContext(ctx, "revoke not verified", "error", err)
+		return
+	}
+	g.Verified = true
+	log.InfoContext(ctx, "role assignment removed and verified")
+}
+
+// verifyGone reads the assignment until Azure answers 404.
+func (e *Engine) verifyGone(ctx context.Context, scope, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, e.opts.VerifyTimeout)
+	defer cancel()
+	for attempt := 1; ; attempt++ {
+		_, err := e.arm.GetAssignment(ctx, scope, name)
+		if errors.Is(err, azure.ErrNotFound) {
+			return nil
+		}
+		reason := "still present"
+		if err != nil {
+			reason = err.Error()
+		}
+		if e.sleep(ctx, e.backoff(attempt)) != nil {
+			return fmt.Errorf("assignment %s %s after %s", name, reason, e.opts.VerifyTimeout)
+		}
+	}
+}
