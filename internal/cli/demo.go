@@ -168,4 +168,3 @@ func demoPrincipal(seed emulator.Seed) (emulator.Principal, error) {
 	}
 	return emulator.Principal{}, fmt.Errorf("demo seed has no principal %q", demoPrincipalName)
 }
-
