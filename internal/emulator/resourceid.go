@@ -165,7 +165,7 @@ const authorizationPath = "/providers/microsoft.authorization/"
 // becomes scope "/subscriptions/S" and rest ["roleAssignments", "N"]. A path
 // without that segment returns ok false.
 func splitExtension(p string) (scope string, rest []string, ok bool) {
-	i := strings.LastIndex(strings.ToLower(p), authorizationPath)
+	i := lastIndexFoldASCII(p, authorizationPath)
 	if i < 0 {
 		return "", nil, false
 	}
@@ -178,4 +178,27 @@ func splitExtension(p string) (scope string, rest []string, ok bool) {
 		return scope, nil, true
 	}
 	return scope, strings.Split(tail, "/"), true
+}
+
+// lastIndexFoldASCII is strings.LastIndex ignoring ASCII case only. Unicode
+// case folding could change byte lengths (or fold the Kelvin sign to k), and
+// the index must point into p itself.
+func lastIndexFoldASCII(p, lowerSub string) int {
+	for i := len(p) - len(lowerSub); i >= 0; i-- {
+		match := true
+		for j := 0; j < len(lowerSub); j++ {
+			c := p[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != lowerSub[j] {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
 }
