@@ -53,6 +53,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+
 	scopePath, rest, isAuthz := splitExtension(r.URL.Path)
 	if !isAuthz {
 		s.serveResourceRead(w, r, caller, apiVersion)
@@ -73,6 +74,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 		writeARMError(w, http.StatusNotFound, "InvalidResourceType", "The resource type '' could not be found in the namespace 'Microsoft.Authorization'.")
 		return
 	}
+
 	typ := strings.ToLower(rest[0])
 	versions, known := authorizationAPIVersions[typ]
 	if !known {
@@ -85,6 +87,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 			"The api-version '%s' is invalid. The supported versions are '%s'.", apiVersion, strings.Join(versions, ",")))
 		return
 	}
+
 	s.st.mu.Lock()
 	code, msg, exists := s.st.scopeExists(scope)
 	s.st.mu.Unlock()
@@ -92,6 +95,7 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 		writeARMError(w, http.StatusNotFound, code, msg)
 		return
 	}
+
 	req := armRequest{w: w, r: r, caller: caller, scope: scope, rest: rest}
 	switch typ {
 	case "roleassignments":
@@ -231,7 +235,7 @@ func (s *Server) serveLocks(req armRequest) {
 	writeJSON(req.w, http.StatusOK, map[string]any{"value": out})
 }
 
-// serveResourceRead answers GET of a subscription, resource group or
+// serveResourceRead serves GET of a subscription, resource group or
 // resource by id, with the read action of its type.
 func (s *Server) serveResourceRead(w http.ResponseWriter, r *http.Request, caller armCaller, apiVersion string) {
 	id, err := ParseResourceID(r.URL.Path)
@@ -250,6 +254,7 @@ func (s *Server) serveResourceRead(w http.ResponseWriter, r *http.Request, calle
 			"The emulator serves only GET for resources other than Microsoft.Authorization ones.")
 		return
 	}
+
 	s.st.mu.Lock()
 	code, msg, exists := s.st.scopeExists(id)
 	info, seeded := s.st.resources[id.Key()]
@@ -263,6 +268,7 @@ func (s *Server) serveResourceRead(w http.ResponseWriter, r *http.Request, calle
 		writeARMError(w, http.StatusNotFound, code, msg)
 		return
 	}
+
 	req := armRequest{w: w, r: r, caller: caller, scope: id}
 	switch {
 	case id.ResourceGroup == "":

@@ -50,8 +50,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(body)
 }
 
-// writeARMError writes ARM's error envelope. ARM also names the code in the
-// x-ms-failure-cause header only for gateway failures, which is not modeled.
+// writeARMError writes ARM's error envelope.
 func writeARMError(w http.ResponseWriter, status int, code, message string) {
 	writeJSON(w, status, armError{Error: armErrorDetail{Code: code, Message: message}})
 }
@@ -67,9 +66,9 @@ type entraError struct {
 	ErrorURI         string `json:"error_uri,omitempty"`
 }
 
-// writeEntraError writes an Entra OAuth error. The description starts with
-// "AADSTS<code>: " and ends with the trace, correlation and time lines, as
-// Entra formats it; correlation is the client's request id when it sent one.
+// writeEntraError writes an Entra OAuth error. As in Entra, the description
+// starts with "AADSTS<code>: " and ends with trace, correlation and time
+// lines. Correlation is the client's request id when it sent one.
 func writeEntraError(w http.ResponseWriter, status int, oauthCode string, aadsts int, message, correlation string) {
 	now := time.Now().UTC().Format("2006-01-02 15:04:05Z")
 	trace := uuid.NewString()

@@ -19,8 +19,7 @@ type ResourceID struct {
 	Names           []string // one name per entry of Types
 }
 
-// errInvalidResourceID is wrapped by every ParseResourceID error, so ARM
-// handlers can map it to 400 InvalidResourceId... codes.
+// errInvalidResourceID is wrapped by every ParseResourceID error.
 var errInvalidResourceID = errors.New("invalid resource id")
 
 // ParseResourceID parses a scope such as
@@ -35,6 +34,7 @@ func ParseResourceID(s string) (ResourceID, error) {
 	if !strings.HasPrefix(s, "/") || strings.HasSuffix(s, "/") {
 		return id, fmt.Errorf("%w %q: must start with / and not end with /", errInvalidResourceID, s)
 	}
+
 	parts := strings.Split(s[1:], "/")
 	for _, p := range parts {
 		if p == "" {
@@ -56,6 +56,7 @@ func ParseResourceID(s string) (ResourceID, error) {
 	if len(parts) == 0 {
 		return id, nil
 	}
+
 	if !strings.EqualFold(parts[0], "resourceGroups") || len(parts) < 2 {
 		return id, fmt.Errorf("%w %q: want resourceGroups/{name} after the subscription", errInvalidResourceID, s)
 	}
@@ -64,6 +65,7 @@ func ParseResourceID(s string) (ResourceID, error) {
 	if len(parts) == 0 {
 		return id, nil
 	}
+
 	if !strings.EqualFold(parts[0], "providers") || len(parts) < 4 {
 		return id, fmt.Errorf("%w %q: want providers/{namespace}/{type}/{name} after the resource group", errInvalidResourceID, s)
 	}
@@ -135,9 +137,9 @@ func (id ResourceID) Name() string {
 	}
 }
 
-// Parent returns the enclosing scope inside the subscription tree; the
-// management group above a subscription is not known from the id alone, so
-// a subscription's parent is the tenant root and callers add groups.
+// Parent returns the enclosing scope inside the subscription tree. The id
+// alone does not name a subscription's management group, so a subscription's
+// parent is the tenant root, and callers add the group from the seed.
 func (id ResourceID) Parent() (ResourceID, bool) {
 	switch {
 	case len(id.Types) > 1:

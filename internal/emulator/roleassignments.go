@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// armTimeFormat is how ARM writes createdOn and updatedOn.
+// armTimeFormat is the layout of ARM's createdOn and updatedOn values.
 const armTimeFormat = "2006-01-02T15:04:05.0000000Z"
 
 // validPrincipalTypes are the principalType values ARM accepts.
@@ -371,6 +371,7 @@ func (s *Server) listRoleAssignments(req armRequest) {
 	if f.AssignedTo != "" {
 		principal = strings.ToLower(f.AssignedTo)
 	}
+
 	s.st.mu.Lock()
 	keys := s.st.ancestors(req.scope)
 	below := req.scope.Key() + "/"
