@@ -16,6 +16,7 @@ import (
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/approval"
 	"github.com/elevate-dev/elevate/internal/azure"
+	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 )
 
@@ -43,10 +44,11 @@ func newSession(ctx context.Context, streams Streams) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	cred, _, err := azure.NewCredential(env, client, azure.CredentialConfig{
-		Kind:   streams.getenv("ELEVATE_CREDENTIAL"),
-		Getenv: streams.getenv,
-	})
+	credCfg := azure.CredentialConfig{Kind: streams.getenv("ELEVATE_CREDENTIAL"), Getenv: streams.getenv}
+	if src, ok := github.TokenSourceFromEnv(streams.getenv, client); ok {
+		credCfg.GitHubAssertion = src.Token
+	}
+	cred, _, err := azure.NewCredential(env, client, credCfg)
 	if err != nil {
 		return nil, &UsageError{err}
 	}

@@ -19,9 +19,8 @@ const gitHubTokenLifetime = 5 * time.Minute
 const AzureTokenExchangeAudience = "api://AzureADTokenExchange"
 
 // serveGitHub serves the issuer's discovery document and JWKS under
-// URL()/github.
-// TODO: serve the Actions token request endpoint (ACTIONS_ID_TOKEN_REQUEST_URL)
-// under URL()/github/_actions so pipelines can fetch tokens as on a runner.
+// URL()/github, and the Actions token request endpoint under
+// URL()/github/_actions/token.
 func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.WriteHeader(http.StatusMethodNotAllowed)
@@ -29,6 +28,8 @@ func (s *Server) serveGitHub(w http.ResponseWriter, r *http.Request) {
 	}
 	iss := s.GitHubIssuer()
 	switch r.URL.Path {
+	case actionsTokenPath:
+		s.serveActionsToken(w, r)
 	case "/github/.well-known/openid-configuration":
 		writeJSON(w, http.StatusOK, map[string]any{
 			"issuer":                                iss,

@@ -45,6 +45,7 @@ type Server struct {
 	adminToken string
 	entra      *issuer // access tokens; iss is URL()/TENANT/v2.0
 	github     *issuer // the emulated GitHub Actions OIDC issuer
+	actions    actionsJobs
 	faults     faultInjector
 	st         *state
 	delay      atomic.Int64 // propagation delay in nanoseconds

@@ -27,6 +27,8 @@ type ARM interface {
 	FindRoleDefinition(ctx context.Context, scope, name string) (azure.RoleDefinition, error)
 	Permissions(ctx context.Context, scope string) (azure.Permissions, error)
 	GetResource(ctx context.Context, id, apiVersion string) (azure.Resource, error)
+	CountAssignments(ctx context.Context, subscriptionScope string) (int, error)
+	Locks(ctx context.Context, scope string) ([]azure.Lock, error)
 }
 
 // Clock is the time source; tests may replace it.

@@ -195,3 +195,10 @@ func pairRecords(grants []Grant) []audit.PairRecord {
 	}
 	return out
 }
+
+// RevokePlanned removes the planned grants of req outside a Run, as the
+// clean-up step after a cancelled or failed apply does, and audits it.
+// Deleting an assignment that never existed counts as done.
+func (e *Engine) RevokePlanned(ctx context.Context, req access.Request, grants []Grant) error {
+	return e.finish(ctx, req, &Result{Request: req, Grants: grants}, nil)
+}

@@ -1,0 +1,83 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/audit"
+	"github.com/elevate-dev/elevate/internal/lifecycle"
+	"github.com/elevate-dev/elevate/internal/plan"
+)
+
+func init() { commands = append(commands, newRevokeCommand) }
+
+func newRevokeCommand(streams Streams) *cobra.Command {
+	var planFile, auditLog string
+	cmd := &cobra.Command{
+		Use:   "revoke --plan FILE",
+		Short: "Remove every assignment a plan may have created; safe to run twice or after success",
+		Long: `Delete and verify the role assignments named in the plan, for an
+` + "`if: always()`" + ` step after apply. Only the plan's own deterministic
+assignment names are deleted, so an assignment Elevate did not create is never
+touched. An expired plan is still revoked. Exits 4 when an assignment could not
+be removed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if auditLog == "" {
+				auditLog = streams.getenv("ELEVATE_AUDIT_LOG")
+			}
+			if auditLog == "" {
+				auditLog = "elevate-audit.jsonl"
+			}
+			pl, err := plan.Read(planFile)
+			if err != nil {
+				return reportError(streams, err)
+			}
+			// Expiry does not matter here: clean-up must work on old plans.
+			req, err := pl.Check(pl.CreatedAt, "")
+			if err != nil && !errors.Is(err, plan.ErrExpired) {
+				return reportError(streams, err)
+			}
+			ctx := cmd.Context()
+			sess, err := newSession(ctx, streams)
+			if err != nil {
+				return reportError(streams, err)
+			}
+			return reportError(streams, revokePlan(ctx, streams, sess, pl, req, auditLog))
+		},
+	}
+	cmd.Flags().StringVar(&planFile, "plan", "", "plan file written by `elevate plan` (required)")
+	cmd.Flags().StringVar(&auditLog, "audit-log", "", "audit log file (default $ELEVATE_AUDIT_LOG, else elevate-audit.jsonl)")
+	_ = cmd.MarkFlagRequired("plan")
+	return cmd
+}
+
+func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Plan, req access.Request, auditLog string) error {
+	log, err := audit.Open(auditLog)
+	if err != nil {
+		return fmt.Errorf("open audit log: %w", err)
+	}
+	defer log.Close()
+	engine := lifecycle.New(lifecycle.Config{ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log})
+	grants := make([]lifecycle.Grant, len(req.Pairs))
+	for i, p := range req.Pairs {
+		grants[i] = lifecycle.Grant{Pair: p, RoleName: pl.Pairs[i].RoleName,
+			RoleDefinitionID: pl.Pairs[i].RoleDefinitionID, AssignmentName: pl.Pairs[i].AssignmentName}
+	}
+	start := time.Now()
+	err = engine.RevokePlanned(ctx, req, grants)
+	for _, g := range grants {
+		state := "removed and verified"
+		if g.RevokeError != "" {
+			state = "FAILED: " + g.RevokeError
+		}
+		fmt.Fprintf(streams.Out, "%-32s %s\n  %s\n", g.RoleName, state, g.Pair.Scope)
+	}
+	fmt.Fprintf(streams.Out, "revoke of request %s finished in %s\n", req.ID, time.Since(start).Round(time.Millisecond))
+	return err
+}

@@ -1,0 +1,126 @@
+package lifecycle
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/elevate-dev/elevate/internal/access"
+)
+
+// DefaultAssignmentLimit is Azure's limit of role assignments per subscription.
+const DefaultAssignmentLimit = 4000
+
+// Check is one pre-flight result. A failed check that is not a warning means
+// the request cannot be granted, or could not be revoked, and is refused
+// before anyone is asked to approve it.
+type Check struct {
+	Name    string
+	Scope   string
+	OK      bool
+	Warning bool
+	Detail  string
+}
+
+// Quota, lock and permission checks, by name.
+const (
+	CheckQuota       = "assignment quota"
+	CheckLocks       = "locks"
+	CheckPermissions = "caller can grant and revoke"
+)
+
+// Preflight checks every subscription's role assignment quota, every scope's
+// locks (a lock would block the delete, so the grant could outlive its
+// window), and whether the caller may write and delete role assignments
+// there. A check that cannot run is a warning, not a failure.
+func (e *Engine) Preflight(ctx context.Context, req access.Request) []Check {
+	var checks []Check
+	perSub := map[string]int{}
+	var subs []string
+	seen := map[string]bool{}
+	for _, p := range req.Pairs {
+		if sub := p.Scope.SubscriptionID(); sub != "" {
+			if perSub[sub] == 0 {
+				subs = append(subs, sub)
+			}
+			perSub[sub]++
+		}
+		if seen[p.Scope.Key()] {
+			continue
+		}
+		seen[p.Scope.Key()] = true
+		checks = append(checks, e.checkLocks(ctx, p.Scope.String()), e.checkCanGrant(ctx, p.Scope.String()))
+	}
+	for _, sub := range subs {
+		checks = append(checks, e.checkQuota(ctx, sub, perSub[sub]))
+	}
+	return checks
+}
+
+// Failed returns the checks that refuse the request.
+func Failed(checks []Check) []Check {
+	var out []Check
+	for _, c := range checks {
+		if !c.OK && !c.Warning {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (e *Engine) checkQuota(ctx context.Context, sub string, need int) Check {
+	scope := "/subscriptions/" + sub
+	c := Check{Name: CheckQuota, Scope: scope}
+	n, err := e.arm.CountAssignments(ctx, scope)
+	if err != nil {
+		c.Warning = true
+		c.Detail = "could not count role assignments: " + shortError(err)
+		return c
+	}
+	left := DefaultAssignmentLimit - n
+	c.OK = left >= need
+	c.Detail = fmt.Sprintf("%d of %d role assignments used, %d left, request needs %d", n, DefaultAssignmentLimit, left, need)
+	return c
+}
+
+func (e *Engine) checkLocks(ctx context.Context, scope string) Check {
+	c := Check{Name: CheckLocks, Scope: scope}
+	locks, err := e.arm.Locks(ctx, scope)
+	if err != nil {
+		c.Warning = true
+		c.Detail = "could not list locks: " + shortError(err)
+		return c
+	}
+	var blocking []string
+	for _, l := range locks {
+		if strings.EqualFold(l.Level, "CanNotDelete") || strings.EqualFold(l.Level, "ReadOnly") {
+			blocking = append(blocking, fmt.Sprintf("%s (%s)", l.Name, l.Level))
+		}
+	}
+	if len(blocking) > 0 {
+		c.Detail = "lock " + strings.Join(blocking, ", ") + " would block removing the assignment; remove the lock or choose a scope it does not cover"
+		return c
+	}
+	c.OK = true
+	c.Detail = "no lock blocks removing the assignment"
+	return c
+}
+
+func (e *Engine) checkCanGrant(ctx context.Context, scope string) Check {
+	c := Check{Name: CheckPermissions, Scope: scope}
+	perms, err := e.arm.Permissions(ctx, scope)
+	if err != nil {
+		c.Warning = true
+		c.Detail = "could not read the caller's permissions: " + shortError(err)
+		return c
+	}
+	for _, action := range []string{"Microsoft.Authorization/roleAssignments/write", "Microsoft.Authorization/roleAssignments/delete"} {
+		if !allows(perms.Actions, perms.NotActions, action) {
+			c.Detail = fmt.Sprintf("the caller lacks %s here; give it the constrained delegation that `elevate bootstrap` prints", action)
+			return c
+		}
+	}
+	c.OK = true
+	c.Detail = "the caller may write and delete role assignments (conditions are not evaluated here)"
+	return c
+}
