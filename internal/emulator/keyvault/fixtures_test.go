@@ -38,6 +38,9 @@ func TestFixtureResponseShapes(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(files) == 0 {
+		if os.Getenv("ELEVATE_REQUIRE_FIXTURES") != "" {
+			t.Fatalf("no fixtures in %s, and ELEVATE_REQUIRE_FIXTURES is set", fixtureDir)
+		}
 		t.Skipf("no fixtures in %s: the shared fixtures are not checked out beside the repository", fixtureDir)
 	}
 	for _, file := range files {
