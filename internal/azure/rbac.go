@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ func (c *RBAC) DeleteAssignment(ctx context.Context, scope, name string) (bool, 
 // FindAssignment returns the assignment of roleDefinitionID to principalID made
 // exactly at scope, or ErrNotFound.
 func (c *RBAC) FindAssignment(ctx context.Context, scope, roleDefinitionID, principalID string) (Assignment, error) {
-	filter := fmt.Sprintf("principalId eq '%s'", principalID)
+	filter := encodeFilter(fmt.Sprintf("principalId eq '%s'", principalID))
 	pager := c.assignments.NewListForScopePager(scope, &armauthorization.RoleAssignmentsClientListForScopeOptions{Filter: &filter})
 	wantRole := lastSegment(roleDefinitionID)
 	for pager.More() {
@@ -329,6 +330,14 @@ func deref(s *string) string {
 func lastSegment(id string) string {
 	id = strings.TrimRight(id, "/")
 	return id[strings.LastIndex(id, "/")+1:]
+}
+
+// encodeFilter percent-encodes an OData $filter for the role assignment list
+// calls. armauthorization v2 (checked at v2.2.0) appends $filter to the query
+// without encoding it, so its spaces reach the request line raw, and ARM, like
+// any HTTP server, rejects that with 400 "The request is badly formed".
+func encodeFilter(filter string) string {
+	return strings.ReplaceAll(url.QueryEscape(filter), "+", "%20")
 }
 
 func isNotFound(err error) bool {
