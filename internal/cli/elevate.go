@@ -96,6 +96,7 @@ type grantSummary struct {
 	Scope        string `json:"scope"`
 	AssignmentID string `json:"assignment_id"`
 	PreExisting  bool   `json:"pre_existing"`
+	Created      bool   `json:"created"`
 	Revoked      bool   `json:"revoked"`
 	Verified     bool   `json:"verified"`
 	RevokeError  string `json:"revoke_error,omitempty"`
@@ -118,7 +119,7 @@ func summarize(res lifecycle.Result, runErr error) summary {
 	for _, g := range res.Grants {
 		s.Grants = append(s.Grants, grantSummary{
 			Role: g.RoleName, RoleID: g.Pair.RoleID, Scope: g.Pair.Scope.String(),
-			AssignmentID: g.AssignmentID, PreExisting: g.PreExisting,
+			AssignmentID: g.AssignmentID, PreExisting: g.PreExisting, Created: g.Created,
 			Revoked: g.Revoked, Verified: g.Verified, RevokeError: g.RevokeError,
 		})
 	}
@@ -140,7 +141,7 @@ func printResult(w io.Writer, format string, res lifecycle.Result, runErr error)
 			state = "pre-existing, left in place"
 		case g.RevokeError != "":
 			state = "REVOKE FAILED: " + g.RevokeError
-		case !g.Verified:
+		case !g.Created:
 			state = "not granted"
 		}
 		fmt.Fprintf(w, "  %-32s %s\n    %s\n", g.Role, state, g.Scope)

@@ -24,6 +24,8 @@ type Grant struct {
 	// at the same scope that Elevate found rather than created. Elevate never
 	// deletes it.
 	PreExisting bool
+	// Created is set when Azure confirmed the assignment this run asked for.
+	Created     bool
 	GrantedAt   time.Time
 	Revoked     bool
 	Verified    bool
@@ -90,6 +92,7 @@ func (e *Engine) grantOne(ctx context.Context, req access.Request, g *Grant) err
 		switch {
 		case err == nil:
 			g.AssignmentID = created.ID
+			g.Created = true
 			g.GrantedAt = e.clock.Now()
 			log.InfoContext(ctx, "role assignment created", "assignment_id", created.ID)
 			return nil

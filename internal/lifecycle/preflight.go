@@ -31,8 +31,10 @@ const (
 
 // Preflight checks every subscription's role assignment quota, every scope's
 // locks (a lock would block the delete, so the grant could outlive its
-// window), and whether the caller may write and delete role assignments
-// there. A check that cannot run is a warning, not a failure.
+// window), and, when the caller is the principal that will grant itself,
+// whether it may write and delete role assignments there. A planner identity
+// cannot see another identity's rights, so apply finds those out. A check
+// that cannot run is a warning, not a failure.
 func (e *Engine) Preflight(ctx context.Context, req access.Request) []Check {
 	var checks []Check
 	perSub := map[string]int{}
@@ -49,7 +51,10 @@ func (e *Engine) Preflight(ctx context.Context, req access.Request) []Check {
 			continue
 		}
 		seen[p.Scope.Key()] = true
-		checks = append(checks, e.checkLocks(ctx, p.Scope.String()), e.checkCanGrant(ctx, p.Scope.String()))
+		checks = append(checks, e.checkLocks(ctx, p.Scope.String()))
+		if strings.EqualFold(req.Principal.ID, e.callerID) {
+			checks = append(checks, e.checkCanGrant(ctx, p.Scope.String()))
+		}
 	}
 	for _, sub := range subs {
 		checks = append(checks, e.checkQuota(ctx, sub, perSub[sub]))

@@ -74,6 +74,13 @@ func (e *Engine) RevokeAll(ctx context.Context, requestID string, grants []Grant
 func (e *Engine) revokeOne(ctx context.Context, requestID string, g *Grant) {
 	scope := g.Pair.Scope.String()
 	log := e.log.With("request_id", requestID, "assignment_name", g.AssignmentName, "scope", scope)
+	// An assignment that does not exist needs no delete. This also keeps a
+	// caller that could never grant from failing to delete what it never made.
+	if _, err := e.arm.GetAssignment(ctx, scope, g.AssignmentName); errors.Is(err, azure.ErrNotFound) {
+		g.Verified = true
+		log.DebugContext(ctx, "role assignment absent, nothing to revoke")
+		return
+	}
 	var err error
 	for attempt := 1; attempt <= e.opts.RevokeAttempts; attempt++ {
 		_, err = e.arm.DeleteAssignment(ctx, scope, g.AssignmentName)
