@@ -53,7 +53,12 @@ func (discardReporter) Step(string) {}
 
 // Options tune retries and deadlines. Zero fields take the documented default.
 type Options struct {
-	// Concurrency bounds parallel lookups, grants and revokes. Default 8.
+	// Concurrency bounds parallel lookups, grants and revokes. Default 50,
+	// so a request of up to 50 pairs grants in one round of ARM writes.
+	// ARM's 2024 token-bucket limits allow a burst of 200 writes and 200
+	// deletes per subscription and service principal (refill 10/s), so 50
+	// leaves room for other work of the same identity, and the SDK retries
+	// a 429 after its Retry-After.
 	Concurrency int
 	// PrincipalWait is how long PrincipalNotFound is retried, to cover Entra
 	// replication of a new identity. Default 2m.
@@ -73,6 +78,9 @@ type Options struct {
 	RevokeTimeout time.Duration
 }
 
+// DefaultConcurrency is the default of Options.Concurrency.
+const DefaultConcurrency = 50
+
 func (o *Options) setDefaults() {
 	setDuration := func(d *time.Duration, def time.Duration) {
 		if *d <= 0 {
@@ -80,7 +88,7 @@ func (o *Options) setDefaults() {
 		}
 	}
 	if o.Concurrency <= 0 {
-		o.Concurrency = 8
+		o.Concurrency = DefaultConcurrency
 	}
 	if o.RevokeAttempts <= 0 {
 		o.RevokeAttempts = 6
