@@ -101,7 +101,7 @@ func TestGrantWaitsForPrincipalReplication(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			te := startEnv(t, emulator.Config{ReplicationDelay: tt.replication})
+			te := startEnv(t, emulator.Config{Seed: seedWithOpenDelegation(), ReplicationDelay: tt.replication})
 			fresh := emulator.Principal{ObjectID: uuid.NewString(), AppID: uuid.NewString(),
 				DisplayName: "new-deployer", Type: emulator.PrincipalServicePrincipal}
 			if err := te.srv.AddPrincipal(fresh); err != nil {
@@ -149,6 +149,18 @@ func TestGrantWaitsForPrincipalReplication(t *testing.T) {
 			}
 		})
 	}
+}
+
+// seedWithOpenDelegation returns the demo seed without the conditions on
+// the pipeline's standing assignments, so it may grant roles to other
+// principals too.
+func seedWithOpenDelegation() emulator.Seed {
+	seed := emulator.DefaultSeed()
+	for i := range seed.RoleAssignments {
+		seed.RoleAssignments[i].Condition = ""
+		seed.RoleAssignments[i].ConditionVersion = ""
+	}
+	return seed
 }
 
 // foreignAssignment is the pipeline's own standing Reader assignment on the
