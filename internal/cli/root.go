@@ -68,7 +68,27 @@ func NewRootCommand(streams Streams) *cobra.Command {
 	for _, add := range commands {
 		root.AddCommand(add(streams))
 	}
+	markUsageErrors(root)
 	return root
+}
+
+// markUsageErrors makes cobra's own flag and argument errors (an unknown
+// flag, a missing command after `--`) UsageErrors, so they exit with
+// ExitUsage like every other invalid input.
+func markUsageErrors(root *cobra.Command) {
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &UsageError{err} })
+	for _, cmd := range root.Commands() {
+		check := cmd.Args
+		if check == nil {
+			continue
+		}
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := check(c, args); err != nil {
+				return &UsageError{err}
+			}
+			return nil
+		}
+	}
 }
 
 // commands lists the constructors of the subcommands; each file of this
