@@ -221,7 +221,10 @@ func (s *Server) putRoleAssignment(req armRequest) {
 	}
 	condVersion := props.ConditionVersion
 	if props.Condition != "" && condVersion == "" {
-		condVersion = "2.0"
+		condVersion = conditionVersion
+	}
+	if s.rejectInvalidCondition(req, id, props.Condition, condVersion) {
+		return
 	}
 	want := RoleAssignment{
 		Name:             name,
@@ -240,10 +243,8 @@ func (s *Server) putRoleAssignment(req armRequest) {
 	}
 
 	// Conditions on the caller's own assignments (ABAC delegation).
-	if msg, ok := s.st.conditionsAllow(req.caller.ObjectID, "Microsoft.Authorization/roleAssignments/write", req.scope, want, now, s.propagationDelay()); !ok {
-		writeARMError(req.w, http.StatusForbidden, "AuthorizationFailed", fmt.Sprintf(
-			"The client '%s' with object id '%s' does not have authorization or an ABAC condition not fulfilled to perform action '%s' over scope '%s' or the scope is invalid. %s",
-			req.caller.clientName(), req.caller.ObjectID, "Microsoft.Authorization/roleAssignments/write", id, msg))
+	if !s.st.conditionsAllow(req.caller.ObjectID, actionRoleAssignmentWrite, req.scope, want, now, s.propagationDelay()) {
+		writeConditionNotFulfilled(req, actionRoleAssignmentWrite, id)
 		return
 	}
 
@@ -342,10 +343,8 @@ func (s *Server) deleteRoleAssignment(req armRequest) {
 		req.w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if msg, ok := s.st.conditionsAllow(req.caller.ObjectID, "Microsoft.Authorization/roleAssignments/delete", req.scope, *a, now, s.propagationDelay()); !ok {
-		writeARMError(req.w, http.StatusForbidden, "AuthorizationFailed", fmt.Sprintf(
-			"The client '%s' with object id '%s' does not have authorization or an ABAC condition not fulfilled to perform action '%s' over scope '%s' or the scope is invalid. %s",
-			req.caller.clientName(), req.caller.ObjectID, "Microsoft.Authorization/roleAssignments/delete", id, msg))
+	if !s.st.conditionsAllow(req.caller.ObjectID, actionRoleAssignmentDelete, req.scope, *a, now, s.propagationDelay()) {
+		writeConditionNotFulfilled(req, actionRoleAssignmentDelete, id)
 		return
 	}
 	a.DeletedOn = now
