@@ -188,7 +188,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 
 func TestVaultAuthorization(t *testing.T) {
 	clock := newFakeClock()
-	s := startServer(t, Config{Now: clock.Now, PropagationDelay: time.Minute})
+	s := startServer(t, Config{Now: clock.Now, PropagationDelay: time.Minute, Seed: unconditionedDemoSeed()})
 	vault := strings.TrimSuffix(s.VaultURL("kv-elevate-demo"), "/")
 	get := vault + "/secrets/app-db-password?api-version=7.5"
 
@@ -245,9 +245,9 @@ func TestVaultAuthorization(t *testing.T) {
 
 func TestAssignmentRulesAndLimits(t *testing.T) {
 	clock := newFakeClock()
-	seed := DefaultSeed()
+	seed := unconditionedDemoSeed()
 	seed.Locks = []Lock{{Scope: demoVault, Name: "keep", Level: LockCanNotDelete}}
-	s := startServer(t, Config{Now: clock.Now, ReplicationDelay: time.Minute, AssignmentLimit: 3})
+	s := startServer(t, Config{Now: clock.Now, ReplicationDelay: time.Minute, AssignmentLimit: 3, Seed: unconditionedDemoSeed()})
 	locked := startServer(t, Config{Seed: seed})
 	newPrincipal := "8c9d0e1f-2a3b-4c4d-8e5f-6a7b8c9d0e1f"
 	if err := s.AddPrincipal(Principal{ObjectID: newPrincipal, DisplayName: "fresh", Type: PrincipalUser}); err != nil {
@@ -290,7 +290,7 @@ func TestAssignmentRulesAndLimits(t *testing.T) {
 }
 
 func TestListAssignmentFilters(t *testing.T) {
-	s := startServer(t, Config{})
+	s := startServer(t, Config{Seed: unconditionedDemoSeed()})
 	token := mustToken(t, s, demoPipelineOID, "https://management.azure.com")
 	body := `{"properties":{"roleDefinitionId":"/providers/Microsoft.Authorization/roleDefinitions/` + RoleKeyVaultReader + `","principalId":"` + demoApproverOID + `"}}`
 	below := "3c4d5e6f-7a8b-4c9d-8e0f-1a2b3c4d5e6f"

@@ -127,7 +127,7 @@ func hasDataAction(t *testing.T, c *armauthorization.PermissionsClient, action s
 // TestSDKErrorCodes checks the ARM error codes an SDK caller sees as
 // *azcore.ResponseError.
 func TestSDKErrorCodes(t *testing.T) {
-	s := startServer(t, Config{})
+	s := startServer(t, Config{Seed: unconditionedDemoSeed()})
 	ctx := context.Background()
 	cred := pipelineCredential(t, s)
 	client, err := armauthorization.NewRoleAssignmentsClient(demoSubscription, cred, armOptions(s))
