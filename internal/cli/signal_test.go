@@ -47,7 +47,7 @@ func TestRunRevokesOnSIGTERM(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
-	// Wait for the progress line that says the command runs, then signal.
+	// Wait for the progress line that shows the command started, then signal.
 	lines := make(chan string, 100)
 	go func() {
 		scanner := bufio.NewScanner(stderr)

@@ -124,9 +124,9 @@ func TestRevokeOnEveryOutcome(t *testing.T) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			held := 0
+			liveDuringAction := 0
 			action := funcAction{name: "test action", run: func(actx context.Context) (lifecycle.ActionResult, error) {
-				held = len(te.temporaryAssignments(req.ID))
+				liveDuringAction = len(te.temporaryAssignments(req.ID))
 				if tt.cancel {
 					cancel()
 				}
@@ -143,8 +143,8 @@ func TestRevokeOnEveryOutcome(t *testing.T) {
 			if code := cli.ExitCode(err); code != tt.wantCode {
 				t.Errorf("exit code: got %d; want %d", code, tt.wantCode)
 			}
-			if held != len(pairs) {
-				t.Errorf("assignments while the action ran: got %d; want %d", held, len(pairs))
+			if liveDuringAction != len(pairs) {
+				t.Errorf("assignments while the action ran: got %d; want %d", liveDuringAction, len(pairs))
 			}
 			if left := te.temporaryAssignments(req.ID); len(left) != 0 {
 				t.Errorf("assignments left: got %d; want 0", len(left))
