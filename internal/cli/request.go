@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -60,14 +61,14 @@ func (o *requestOptions) parse() (parsed, error) {
 	for _, r := range o.Roles {
 		ref, err := access.ParseRoleRef(r)
 		if err != nil {
-			return p, err
+			return p, asFlagError(err, "--role")
 		}
 		p.roles = append(p.roles, ref)
 	}
 	for _, s := range o.Scopes {
 		id, err := access.ParseResourceID(s)
 		if err != nil {
-			return p, err
+			return p, asFlagError(err, "--scope")
 		}
 		p.scopes = append(p.scopes, id)
 	}
@@ -106,4 +107,16 @@ func metadataFromEnv(getenv func(string) string, o *requestOptions) access.Metad
 		}
 	}
 	return m
+}
+
+// asFlagError names the flag in an input error from a parser that only knows
+// what kind of value it read.
+func asFlagError(err error, flag string) error {
+	var input *access.InputError
+	if errors.As(err, &input) {
+		named := *input
+		named.Field = flag
+		return &named
+	}
+	return err
 }

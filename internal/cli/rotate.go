@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/rotate"
 )
@@ -77,6 +78,8 @@ func rotateSecret(ctx context.Context, streams Streams, sess *session, o *elevat
 	rot := &rotate.Rotation{
 		Store: vault, Secret: r.Secret, Length: r.Length, Charset: r.Charset,
 		Validate: r.Validate, ValidateVia: r.ValidateVia, Stdout: streams.ErrOut, Stderr: streams.ErrOut,
+		// In GitHub Actions the runner masks the value in every later log line.
+		OnValue: github.FromEnv(streams.getenv, streams.Out).Mask,
 	}
 	if err := rot.CheckAndSetDefaults(); err != nil {
 		return lifecycle.Result{}, &UsageError{err}

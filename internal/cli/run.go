@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
 
 	"github.com/elevate-dev/elevate/internal/lifecycle"
@@ -16,7 +18,12 @@ func newRunCommand(streams Streams) *cobra.Command {
 		Long: `Grant every role x scope pair, wait until the grant is effective, run the
 command, then revoke every assignment Elevate created and verify its removal.
 Elevate exits with the command's exit code, or 4 when a revoke failed.`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("missing command: put the command to run after `--`, for example `elevate run ... -- az keyvault secret list --vault-name kv1`")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(streams); err != nil {
 				return err

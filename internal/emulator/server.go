@@ -171,10 +171,15 @@ func (s *Server) cleanup() {
 // Close stops the server and removes the state dir if Start created it.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Shutdown waits up to five seconds for connections that were
+		// opened but never sent a request, which SDK clients leave behind.
+		// In-flight requests get a short grace; then everything is closed.
+		ctx, cancel := context.WithTimeout(context.Background(), 250*time.Millisecond)
 		defer cancel()
 		if err := s.http.Shutdown(ctx); err != nil {
-			s.closeErr = fmt.Errorf("stop emulator: %w", err)
+			if !errors.Is(err, context.DeadlineExceeded) {
+				s.closeErr = fmt.Errorf("stop emulator: %w", err)
+			}
 			_ = s.http.Close()
 		}
 		<-s.served

@@ -36,6 +36,9 @@ func (e *Engine) WaitEffective(ctx context.Context, principalID string, grants [
 	for attempt := 1; ; attempt++ {
 		pending, err := e.pendingGrant(ctx, self, grants, roles, probers)
 		if err != nil {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return fmt.Errorf("%w after %s: %w", ErrNotEffective, e.opts.EffectiveTimeout, err)
+			}
 			return err
 		}
 		if pending == "" {
