@@ -13,9 +13,9 @@
 //   storage account stelevatedemo              storageAccount (storageAccountName)
 //   service principal elevate-pipeline         pipelineIdentity (a managed identity)
 //   its federated credential                   pipelineFederatedCredential
-//   standing RBAC Administrator assignment     delegation, here with its ABAC
-//                                              condition (the emulator stores
-//                                              conditions but does not evaluate them)
+//   standing RBAC Administrator assignment     delegation, with the same ABAC
+//   and its condition                          condition and the same default
+//                                              allowed roles
 // The template adds a read-only planner identity, which the seed lacks: the
 // plan job signs in as it so that no ungated job can sign in as the
 // pipeline identity.
@@ -58,10 +58,12 @@ param storageAccountName string = 'stelevatedemo'
 @secure()
 param initialSecretValue string
 
+// Add Storage Blob Data Contributor (ba92f5b4-2d11-453d-a403-e96b0029c9fe) to
+// let pipelines write blobs in the storage account.
 @description('Role definition GUIDs the pipeline may grant itself. Never include a role that can write role assignments.')
 param allowedRoleIds array = [
   'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // Key Vault Secrets Officer
-  'ba92f5b4-2d11-453d-a403-e96b0029c9fe' // Storage Blob Data Contributor
+  'acdd72a7-3385-48ef-bd42-f606fba81ae7' // Reader
 ]
 
 // Built-in role definition GUIDs, the same in every tenant.
