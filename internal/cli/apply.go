@@ -9,7 +9,6 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/audit"
-	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/plan"
 	"github.com/elevate-dev/elevate/internal/rotate"
@@ -60,11 +59,10 @@ with an ` + "`if: always()`" + ` step running ` + "`elevate revoke --plan FILE`"
 				if err != nil {
 					return nil, nil, err
 				}
-				runner := github.FromEnv(streams.getenv, streams.Out)
 				rot := &rotate.Rotation{
 					Store: vault, Secret: r.Secret, Length: r.Length, Charset: r.Charset, RequestID: p.req.ID,
 					Validate: r.Validate, ValidateVia: r.ValidateVia, Stdout: streams.ErrOut, Stderr: streams.ErrOut,
-					OnValue: runner.Mask,
+					OnValue: maskInActions(streams),
 				}
 				if err := rot.CheckAndSetDefaults(); err != nil {
 					return nil, nil, &UsageError{err}

@@ -97,7 +97,7 @@ func TestMainRejectsInvalidFlags(t *testing.T) {
 		{"missing justification", run("--role", "Reader", "--scope", testStorage, "--", "true"),
 			[]string{"missing --justification", "--justification \""}},
 		{"malformed scope", run("--role", "Reader", "--scope", "rg-elevate-demo", "--justification", "j", "--", "true"),
-			[]string{"resource id", `"rg-elevate-demo"`, "/subscriptions/"}},
+			[]string{"invalid --scope", `"rg-elevate-demo"`, "/subscriptions/"}},
 		{"unknown pairing", run("--role", "Reader", "--scope", testStorage, "--pairing", "diagonal", "--justification", "j", "--", "true"),
 			[]string{"--pairing", `"diagonal"`, "product"}},
 		{"lengths do not pair", run("--role", "Reader", "--role", "Key Vault Secrets Officer",
@@ -115,7 +115,7 @@ func TestMainRejectsInvalidFlags(t *testing.T) {
 			"--secret", "app-db-password", "--justification", "j", "--length", "8"},
 			[]string{"invalid --length 8", "16 to 4096"}},
 		{"missing command", run("--role", "Reader", "--scope", testStorage, "--justification", "j"),
-			[]string{"requires at least 1 arg"}},
+			[]string{"put the command to run after `--`"}},
 		{"unknown flag", run("--role", "Reader", "--scope", testStorage, "--justification", "j", "--colour", "red", "--", "true"),
 			[]string{"--colour"}},
 	}

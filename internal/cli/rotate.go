@@ -78,8 +78,7 @@ func rotateSecret(ctx context.Context, streams Streams, sess *session, o *elevat
 	rot := &rotate.Rotation{
 		Store: vault, Secret: r.Secret, Length: r.Length, Charset: r.Charset,
 		Validate: r.Validate, ValidateVia: r.ValidateVia, Stdout: streams.ErrOut, Stderr: streams.ErrOut,
-		// In GitHub Actions the runner masks the value in every later log line.
-		OnValue: github.FromEnv(streams.getenv, streams.Out).Mask,
+		OnValue: maskInActions(streams),
 	}
 	if err := rot.CheckAndSetDefaults(); err != nil {
 		return lifecycle.Result{}, &UsageError{err}
@@ -88,4 +87,15 @@ func rotateSecret(ctx context.Context, streams Streams, sess *session, o *elevat
 		rot.RequestID = p.req.ID
 		return rot, []lifecycle.Prober{rot}, nil
 	})
+}
+
+// maskInActions returns a function that asks the GitHub Actions runner to
+// mask a value in every later log line, or nil outside Actions, where the
+// workflow command would print the value itself.
+func maskInActions(streams Streams) func(string) {
+	runner := github.FromEnv(streams.getenv, streams.Out)
+	if !runner.InActions() {
+		return nil
+	}
+	return runner.Mask
 }
