@@ -51,7 +51,7 @@ func benchmarkGrant(b *testing.B, te *testEnv, scopes []string, concurrency int)
 		if err := r.engine.GrantAll(ctx, req, grants); err != nil {
 			b.Fatalf("GrantAll: %v", err)
 		}
-		if err := r.engine.RevokeAll(ctx, req.ID, grants); err != nil {
+		if err := r.engine.RevokeAll(ctx, req, grants); err != nil {
 			b.Fatalf("RevokeAll: %v", err)
 		}
 	}

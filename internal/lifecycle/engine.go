@@ -109,6 +109,7 @@ type Engine struct {
 	log      *slog.Logger
 	progress Reporter
 	opts     Options
+	backends map[string]Backend
 	// callerID is the object id of the identity Elevate runs as; the
 	// effectiveness probe only works when it is the principal.
 	callerID string
@@ -123,6 +124,9 @@ type Config struct {
 	Logger   *slog.Logger
 	Progress Reporter
 	Options  Options
+	// Backends adds grant backends by name; the rbac backend, over ARM, is
+	// always present unless replaced here.
+	Backends map[string]Backend
 }
 
 // New returns an Engine with defaults filled in.
@@ -139,6 +143,10 @@ func New(cfg Config) *Engine {
 		e.progress = discardReporter{}
 	}
 	e.opts.setDefaults()
+	e.backends = map[string]Backend{BackendRBAC: &rbacBackend{e: e, arm: cfg.ARM}}
+	for name, b := range cfg.Backends {
+		e.backends[name] = b
+	}
 	return e
 }
 

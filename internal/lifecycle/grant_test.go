@@ -269,7 +269,7 @@ func TestGrantRePutIsIdempotent(t *testing.T) {
 	if len(puts) != 2 || puts[0].Status != http.StatusCreated || puts[1].Status != http.StatusOK {
 		t.Errorf("PUT statuses: got %v; want [201 200]", statuses(puts))
 	}
-	if err := r.engine.RevokeAll(ctx, req.ID, grants); err != nil {
+	if err := r.engine.RevokeAll(ctx, req, grants); err != nil {
 		t.Fatalf("RevokeAll: %v", err)
 	}
 	if got := te.temporaryAssignments(req.ID); len(got) != 0 {

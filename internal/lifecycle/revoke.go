@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
 )
 
@@ -39,7 +40,7 @@ func assignmentPath(g Grant) string {
 // reading it back until Azure returns 404. It runs on a context detached from
 // ctx's cancellation, bounded by RevokeTimeout, so that SIGINT or a cancelled
 // job still cleans up. Grants are updated in place.
-func (e *Engine) RevokeAll(ctx context.Context, requestID string, grants []Grant) error {
+func (e *Engine) RevokeAll(ctx context.Context, req access.Request, grants []Grant) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout)
 	defer cancel()
 	var mu sync.Mutex
@@ -51,7 +52,7 @@ func (e *Engine) RevokeAll(ctx context.Context, requestID string, grants []Grant
 		}
 		g.Go(func() error {
 			grant := grants[i]
-			e.revokeOne(ctx, requestID, &grant)
+			e.revokeOne(ctx, req, &grant)
 			mu.Lock()
 			grants[i] = grant
 			mu.Unlock()
@@ -71,19 +72,20 @@ func (e *Engine) RevokeAll(ctx context.Context, requestID string, grants []Grant
 	return nil
 }
 
-func (e *Engine) revokeOne(ctx context.Context, requestID string, g *Grant) {
+func (e *Engine) revokeOne(ctx context.Context, req access.Request, g *Grant) {
+	backend := e.backendOf(*g)
 	scope := g.Pair.Scope.String()
-	log := e.log.With("request_id", requestID, "assignment_name", g.AssignmentName, "scope", scope)
-	// An assignment that does not exist needs no delete. This also keeps a
-	// caller that could never grant from failing to delete what it never made.
-	if _, err := e.arm.GetAssignment(ctx, scope, g.AssignmentName); errors.Is(err, azure.ErrNotFound) {
+	log := e.log.With("request_id", req.ID, "assignment_name", g.AssignmentName, "scope", scope, "backend", g.Backend)
+	// A grant that does not exist needs no removal. This also keeps a caller
+	// that could never grant from failing to remove what it never made.
+	if exists, err := backend.Exists(ctx, *g); err == nil && !exists {
 		g.Verified = true
-		log.DebugContext(ctx, "role assignment absent, nothing to revoke")
+		log.DebugContext(ctx, "grant absent, nothing to revoke")
 		return
 	}
 	var err error
 	for attempt := 1; attempt <= e.opts.RevokeAttempts; attempt++ {
-		_, err = e.arm.DeleteAssignment(ctx, scope, g.AssignmentName)
+		err = backend.Remove(ctx, req, g)
 		if err == nil {
 			g.Revoked = true
 			break
@@ -92,7 +94,7 @@ func (e *Engine) revokeOne(ctx context.Context, requestID string, g *Grant) {
 			break // a lock does not go away by retrying
 		}
 		delay := e.backoff(attempt)
-		log.WarnContext(ctx, "delete role assignment failed, retrying", "attempt", attempt, "delay", delay, "error", err)
+		log.WarnContext(ctx, "revoke failed, retrying", "attempt", attempt, "delay", delay, "error", err)
 		if e.sleep(ctx, delay) != nil {
 			break
 		}
@@ -102,22 +104,22 @@ func (e *Engine) revokeOne(ctx context.Context, requestID string, g *Grant) {
 		log.ErrorContext(ctx, "revoke failed", "error", err)
 		return
 	}
-	if err := e.verifyGone(ctx, scope, g.AssignmentName); err != nil {
+	if err := e.verifyGone(ctx, backend, *g); err != nil {
 		g.RevokeError = fmt.Sprintf("verify: %v", err)
 		log.ErrorContext(ctx, "revoke not verified", "error", err)
 		return
 	}
 	g.Verified = true
-	log.InfoContext(ctx, "role assignment removed and verified")
+	log.InfoContext(ctx, "grant removed and verified")
 }
 
-// verifyGone reads the assignment until Azure answers 404.
-func (e *Engine) verifyGone(ctx context.Context, scope, name string) error {
+// verifyGone reads the grant back until Azure no longer has it.
+func (e *Engine) verifyGone(ctx context.Context, backend Backend, g Grant) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.VerifyTimeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
-		_, err := e.arm.GetAssignment(ctx, scope, name)
-		if errors.Is(err, azure.ErrNotFound) {
+		exists, err := backend.Exists(ctx, g)
+		if err == nil && !exists {
 			return nil
 		}
 		reason := "still present"
@@ -125,7 +127,7 @@ func (e *Engine) verifyGone(ctx context.Context, scope, name string) error {
 			reason = err.Error()
 		}
 		if e.sleep(ctx, e.backoff(attempt)) != nil {
-			return fmt.Errorf("assignment %s %s after %s", name, reason, e.opts.VerifyTimeout)
+			return fmt.Errorf("assignment %s %s after %s", g.AssignmentName, reason, e.opts.VerifyTimeout)
 		}
 	}
 }

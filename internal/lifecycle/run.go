@@ -118,7 +118,7 @@ func (e *Engine) Run(ctx context.Context, req access.Request, roles map[string]R
 // joins a revoke failure with cause.
 func (e *Engine) finish(ctx context.Context, req access.Request, res *Result, cause error) error {
 	e.progress.Step("revoking and verifying")
-	revokeErr := e.RevokeAll(ctx, req.ID, res.Grants)
+	revokeErr := e.RevokeAll(ctx, req, res.Grants)
 	var rerr *RevokeError
 	if errors.As(revokeErr, &rerr) {
 		e.recordQuiet(ctx, req, "revoke_failed", "failed", rerr.Failed, func(r *audit.Record) {

@@ -186,7 +186,7 @@ func TestRevokeRetriesFailedDeletes(t *testing.T) {
 	if left := te.temporaryAssignments(req.ID); len(left) != 0 {
 		t.Errorf("assignments left: got %d; want 0", len(left))
 	}
-	if !strings.Contains(r.logs.String(), "delete role assignment failed, retrying") {
+	if !strings.Contains(r.logs.String(), "revoke failed, retrying") {
 		t.Errorf("logs: want a retry line; got %s", r.logs.String())
 	}
 }
