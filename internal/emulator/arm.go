@@ -18,6 +18,15 @@ var authorizationAPIVersions = map[string][]string{
 	"roledefinitions": {"2015-07-01", "2018-01-01-preview", "2022-04-01", "2022-05-01-preview"},
 	"permissions":     {"2015-07-01", "2018-01-01-preview", "2022-04-01", "2022-05-01-preview"},
 	"locks":           {"2015-01-01", "2016-09-01", "2020-05-01"},
+
+	// PIM types, served by servePIM.
+	"roleeligibilityschedules":         pimAPIVersions,
+	"roleeligibilityscheduleinstances": pimAPIVersions,
+	"roleassignmentschedulerequests":   pimAPIVersions,
+	"roleassignmentschedules":          pimAPIVersions,
+	"roleassignmentscheduleinstances":  pimAPIVersions,
+	"rolemanagementpolicies":           pimAPIVersions,
+	"rolemanagementpolicyassignments":  pimAPIVersions,
 }
 
 // apiVersionFormat is the form of every ARM api-version.
@@ -106,6 +115,8 @@ func (s *Server) serveARM(w http.ResponseWriter, r *http.Request) {
 		s.servePermissions(req)
 	case "locks":
 		s.serveLocks(req)
+	default:
+		s.servePIM(req, typ)
 	}
 }
 

@@ -241,6 +241,7 @@ func (s *Server) scopeResource(scope string) (string, error) {
 	}
 	resource := strings.TrimSuffix(resources[0], "/.default")
 	known := append(slices.Clone(armAudiences), s.VaultResource(), s.VaultResource()+"/")
+	known = append(known, s.graphAudiences()...)
 	if !slices.Contains(known, resource) {
 		return "", &tokenError{http.StatusBadRequest, "invalid_resource", 500011, fmt.Sprintf(
 			"The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.",

@@ -14,7 +14,8 @@ import (
 )
 
 // Seed is the initial state of an emulator: one tenant with its
-// subscriptions, resources, principals, role assignments and locks.
+// subscriptions, resources, principals, role assignments and locks, and
+// the PIM eligibilities and role management policies.
 // Field names are lowerCamel in YAML and JSON.
 type Seed struct {
 	Tenant          Tenant           `json:"tenant" yaml:"tenant"`
@@ -22,6 +23,12 @@ type Seed struct {
 	Principals      []Principal      `json:"principals" yaml:"principals"`
 	RoleAssignments []SeedAssignment `json:"roleAssignments" yaml:"roleAssignments"`
 	Locks           []Lock           `json:"locks" yaml:"locks"`
+	// Eligibilities are PIM eligible assignments, for Azure roles at an ARM
+	// scope or for Entra roles at a directory scope.
+	Eligibilities []SeedEligibility `json:"eligibilities,omitempty" yaml:"eligibilities,omitempty"`
+	// RolePolicies override the emulator's default PIM role management
+	// policy for one role at one scope and the scopes below it.
+	RolePolicies []SeedRolePolicy `json:"rolePolicies,omitempty" yaml:"rolePolicies,omitempty"`
 }
 
 // Tenant is the Entra tenant the emulator issues tokens for.
@@ -83,6 +90,52 @@ type Principal struct {
 	// assignments for it fail with PrincipalNotFound until CreatedAt +
 	// Config.ReplicationDelay. Zero in a seed means long ago.
 	CreatedAt time.Time `json:"createdAt,omitzero" yaml:"createdAt,omitempty"`
+	// GraphAppRoles are the Microsoft Graph application permissions granted
+	// to a service principal, such as RoleManagement.ReadWrite.Directory.
+	// Graph answers 403 Authorization_RequestDenied without the one a call
+	// needs.
+	GraphAppRoles []string `json:"graphAppRoles,omitempty" yaml:"graphAppRoles,omitempty"`
+}
+
+// SeedEligibility is a PIM eligible assignment present at start. Set Scope
+// for an Azure role or DirectoryScopeID ("/" for the whole tenant) for an
+// Entra role. The role is a role definition id (full id or GUID) or a
+// built-in display name. A zero End means the eligibility never expires.
+type SeedEligibility struct {
+	Name             string    `json:"name,omitempty" yaml:"name,omitempty"` // schedule GUID; default derived from the other fields
+	PrincipalID      string    `json:"principalId" yaml:"principalId"`
+	Scope            string    `json:"scope,omitempty" yaml:"scope,omitempty"`
+	DirectoryScopeID string    `json:"directoryScopeId,omitempty" yaml:"directoryScopeId,omitempty"`
+	RoleDefinitionID string    `json:"roleDefinitionId,omitempty" yaml:"roleDefinitionId,omitempty"`
+	RoleName         string    `json:"roleName,omitempty" yaml:"roleName,omitempty"`
+	Start            time.Time `json:"start,omitzero" yaml:"start,omitempty"` // default: a day before start-up
+	End              time.Time `json:"end,omitzero" yaml:"end,omitempty"`
+}
+
+// SeedRolePolicy sets the PIM rules for one role at Scope (an Azure role)
+// or DirectoryScopeID (an Entra role); requests at that scope and below
+// follow it. Every rule is stated: an omitted boolean is off, and omitted
+// durations take the defaults below.
+type SeedRolePolicy struct {
+	Scope            string `json:"scope,omitempty" yaml:"scope,omitempty"`
+	DirectoryScopeID string `json:"directoryScopeId,omitempty" yaml:"directoryScopeId,omitempty"`
+	RoleDefinitionID string `json:"roleDefinitionId,omitempty" yaml:"roleDefinitionId,omitempty"`
+	RoleName         string `json:"roleName,omitempty" yaml:"roleName,omitempty"`
+
+	// Activation by the principal (Expiration_EndUser_Assignment,
+	// Enablement_EndUser_Assignment, Approval_EndUser_Assignment).
+	MaximumDuration      string   `json:"maximumDuration,omitempty" yaml:"maximumDuration,omitempty"` // ISO 8601; default PT8H
+	RequireJustification bool     `json:"requireJustification,omitempty" yaml:"requireJustification,omitempty"`
+	RequireTicket        bool     `json:"requireTicket,omitempty" yaml:"requireTicket,omitempty"`
+	RequireMFA           bool     `json:"requireMFA,omitempty" yaml:"requireMFA,omitempty"`
+	RequireApproval      bool     `json:"requireApproval,omitempty" yaml:"requireApproval,omitempty"`
+	Approvers            []string `json:"approvers,omitempty" yaml:"approvers,omitempty"` // object ids, shown in the policy only
+
+	// Active assignment by an administrator (Expiration_Admin_Assignment,
+	// Enablement_Admin_Assignment).
+	AdminMaximumDuration      string `json:"adminMaximumDuration,omitempty" yaml:"adminMaximumDuration,omitempty"` // ISO 8601; default P180D
+	AdminRequireExpiration    bool   `json:"adminRequireExpiration,omitempty" yaml:"adminRequireExpiration,omitempty"`
+	AdminRequireJustification bool   `json:"adminRequireJustification,omitempty" yaml:"adminRequireJustification,omitempty"`
 }
 
 // FederatedCredential is a trust in an external token: the assertion's iss,
@@ -187,5 +240,6 @@ func parseSeed(data []byte, ext string) (Seed, error) {
 // with DefaultSeed.
 func (s Seed) isZero() bool {
 	return s.Tenant == (Tenant{}) && len(s.Subscriptions) == 0 && len(s.Principals) == 0 &&
-		len(s.RoleAssignments) == 0 && len(s.Locks) == 0
+		len(s.RoleAssignments) == 0 && len(s.Locks) == 0 && len(s.Eligibilities) == 0 &&
+		len(s.RolePolicies) == 0
 }

@@ -50,6 +50,7 @@ type Server struct {
 	st         *state
 	delay      atomic.Int64 // propagation delay in nanoseconds
 	vaults     vaultBackend
+	pim        *pimStore // guarded by st.mu
 	closeOnce  sync.Once
 	closeErr   error
 	served     chan struct{}
@@ -109,6 +110,9 @@ func (s *Server) setup() error {
 		return err
 	}
 	if s.st, err = newState(s.cfg.Seed, s.GitHubIssuer(), s.now()); err != nil {
+		return err
+	}
+	if s.pim, err = newPIMStore(s.cfg.Seed, s.st, s.now()); err != nil {
 		return err
 	}
 	if err := s.faults.set(s.cfg.Faults); err != nil {
@@ -263,6 +267,7 @@ func (s *Server) propagationDelay() time.Duration { return time.Duration(s.delay
 
 // RoleAssignments returns the live (not deleted) role assignments.
 func (s *Server) RoleAssignments() []RoleAssignment {
+	s.expireSchedules()
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
 	return s.st.liveAssignments()
@@ -295,6 +300,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"status", rec.status, "elapsed", time.Since(start))
 	}()
 	r.Body = http.MaxBytesReader(rec, r.Body, maxBodyBytes)
+	s.expireSchedules()
 
 	kind := s.kindOf(r)
 	if !strings.HasPrefix(r.URL.Path, "/_emulator/") || kind == kindVault {
@@ -333,8 +339,12 @@ func (s *Server) kindOf(r *http.Request) errorKind {
 func (s *Server) servePath(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
 	switch {
+	case strings.HasPrefix(p, "/_emulator/pim/"):
+		s.servePIMAdmin(w, r)
 	case strings.HasPrefix(p, "/_emulator/"):
 		s.serveAdmin(w, r)
+	case strings.HasPrefix(p, "/v1.0/") || strings.HasPrefix(p, "/beta/"):
+		s.serveGraph(w, r)
 	case p == "/github" || strings.HasPrefix(p, "/github/"):
 		s.serveGitHub(w, r)
 	default:
