@@ -16,7 +16,8 @@ import (
 var claimNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
 
 // claimMatch requires the claim name to equal, or match as a glob, one of
-// patterns. Matching is case-sensitive, as GitHub's claims are canonical.
+// patterns. Matching is case-sensitive, so a policy must spell values as
+// the token carries them.
 type claimMatch struct {
 	name     string
 	patterns []string
