@@ -299,6 +299,10 @@ func (s *sqlStore) releaseTx(ctx context.Context, q querier, leaseID string) (Re
 		rel.Grant, err = s.setGrantState(ctx, q, rel.Grant.ID, GrantRevoked, now, time.Time{}, false)
 		return rel, err
 	}
+	// NOTE: a grant still in intent also moves to revoking here. Its
+	// creator then gets ErrConflict from MarkGrant(intent -> active) and
+	// must delete what it created, because the revoker may have deleted
+	// before the create landed.
 	rel.Grant, err = s.setGrantState(ctx, q, rel.Grant.ID, GrantRevoking, now, now.Add(s.opts.RevokeClaim), true)
 	rel.Revoke = err == nil
 	return rel, err

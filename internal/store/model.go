@@ -196,6 +196,10 @@ type Acquisition struct {
 	// the same request after a crash gets Create true again, and the
 	// deterministic assignment name makes the second create find the first.
 	// Other requests get false and wait for the grant to become active.
+	//
+	// NOTE: when the creating request's lease ends while the grant is still
+	// intent and other leases remain, no caller gets Create true again. The
+	// broker's reconcile of NonTerminalGrants must create or fail it.
 	Create bool
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -46,7 +47,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open postgres store on %s: %w", cfg.ConnConfig.Host, err)
 	}
-	e := &pgEngine{pool: pool, log: opts}
+	e := &pgEngine{pool: pool, logger: opts.Logger}
 	if err := e.ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres store on %s: %w", cfg.ConnConfig.Host, err)
@@ -60,8 +61,8 @@ func OpenPostgres(ctx context.Context, dsn string, opts Options) (Store, error) 
 
 // pgEngine runs statements on a pgxpool.Pool.
 type pgEngine struct {
-	pool *pgxpool.Pool
-	log  Options
+	pool   *pgxpool.Pool
+	logger *slog.Logger
 }
 
 func (e *pgEngine) lock(clause string) string { return clause }
@@ -89,7 +90,7 @@ func (e *pgEngine) inTx(ctx context.Context, fn func(q querier) error) error {
 			return err
 		}
 		delay := time.Duration(attempt) * 5 * time.Millisecond
-		e.log.Logger.Debug("retrying postgres transaction", "attempt", attempt, "delay", delay, "error", err)
+		e.logger.Debug("retrying postgres transaction", "attempt", attempt, "delay", delay, "error", err)
 		select {
 		case <-time.After(delay):
 		case <-ctx.Done():

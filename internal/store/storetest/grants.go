@@ -417,3 +417,17 @@ func testGrantListings(t *testing.T, e *env) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+func testReleaseIntentGrant(t *testing.T, e *env) {
+	r := e.approved("intent release")
+	acq := e.mustAcquire(r.ID, scopeA)
+	rel, err := e.store.ReleaseLease(e.ctx, acq.Lease.ID)
+	if err != nil {
+		t.Fatalf("release: %v", err)
+	}
+	if !rel.Revoke || rel.Grant.State != store.GrantRevoking {
+		t.Errorf("release of intent grant: got revoke=%v state %s; want true, revoking", rel.Revoke, rel.Grant.State)
+	}
+	_, err = e.store.MarkGrant(e.ctx, acq.Grant.ID, []store.GrantState{store.GrantIntent}, store.GrantActive, store.GrantUpdate{})
+	wantErr(t, "creator marks revoking grant active", err, store.ErrConflict)
+}

@@ -101,6 +101,7 @@ func Run(t *testing.T, b Backend) {
 		{"overlapping leases share grant", testOverlappingLeases},
 		{"acquire requires approved request", testAcquireRequiresApproval},
 		{"pre-existing grant never revoked", testPreExistingGrant},
+		{"release of intent grant revokes", testReleaseIntentGrant},
 		{"mark grant transitions and conflicts", testMarkGrant},
 		{"concurrent transition has one winner", testConcurrentTransition},
 		{"concurrent acquire creates one grant", testConcurrentAcquire},
