@@ -103,9 +103,16 @@ func (t pimTarget) scopeString() string {
 	return t.Scope.String()
 }
 
+// startSkew is how far after the emulator's now a start time may lie and
+// still count as now, so a client whose clock runs slightly ahead gets an
+// immediate activation rather than a Granted one that starts later.
+// NOTE: the tolerance real PIM applies was not measured; one minute is
+// the emulator's choice.
+const startSkew = time.Minute
+
 // resolveSchedule fills Start and End from the request's schedule info.
 func resolveSchedule(r *pimRequest, now time.Time) *pimError {
-	if r.Start.IsZero() {
+	if r.Start.IsZero() || (r.Start.After(now) && r.Start.Sub(now) <= startSkew) {
 		r.Start = now
 	}
 	switch r.ExpirationType {
