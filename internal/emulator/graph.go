@@ -138,6 +138,7 @@ func (s *Server) getDirectoryObject(gr graphRequest) {
 	if !s.graphAllowed(gr, graphReadDirectory) {
 		return
 	}
+
 	id := gr.path[1]
 	now := s.now()
 	s.st.mu.Lock()
@@ -152,6 +153,7 @@ func (s *Server) getDirectoryObject(gr graphRequest) {
 			"Resource '%s' does not exist or one of its queried reference-property objects are not present.", id))
 		return
 	}
+
 	out := map[string]any{
 		"@odata.context":  s.graphContext(gr, "directoryObjects/$entity"),
 		"id":              found.ObjectID,

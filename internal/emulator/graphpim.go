@@ -99,6 +99,7 @@ func (s *Server) postGraphScheduleRequest(gr graphRequest) {
 		writeGraphError(gr.w, gr.r, http.StatusBadRequest, "BadRequest", "principalId (a GUID), roleDefinitionId and directoryScopeId are required.")
 		return
 	}
+
 	r := &pimRequest{
 		pimTarget: pimTarget{Directory: true, DirectoryScopeID: body.DirectoryScopeID,
 			RoleGUID: strings.ToLower(body.RoleDefinitionID), PrincipalID: strings.ToLower(body.PrincipalID)},
@@ -121,6 +122,7 @@ func (s *Server) postGraphScheduleRequest(gr graphRequest) {
 	if t := body.TicketInfo; t != nil {
 		r.TicketNumber, r.TicketSystem = derefString(t.TicketNumber), derefString(t.TicketSystem)
 	}
+
 	s.st.mu.Lock()
 	name := ""
 	if p, ok := s.st.principals[strings.ToLower(gr.caller.ObjectID)]; ok {
@@ -133,7 +135,7 @@ func (s *Server) postGraphScheduleRequest(gr graphRequest) {
 		return
 	}
 	s.st.mu.Lock()
-	out := s.graphRequestJSON(gr, r, caller.Name)
+	out := s.graphRequestJSON(r, caller.Name)
 	s.st.mu.Unlock()
 	out["@odata.context"] = s.graphContext(gr, "roleManagement/directory/roleAssignmentScheduleRequests/$entity")
 	writeJSON(gr.w, http.StatusCreated, out)
@@ -166,7 +168,7 @@ func (s *Server) listGraphScheduleRequests(gr graphRequest) {
 		}
 		if len(gr.path) == 4 {
 			if strings.EqualFold(r.Name, gr.path[3]) {
-				out := s.graphRequestJSON(gr, r, "")
+				out := s.graphRequestJSON(r, "")
 				out["@odata.context"] = s.graphContext(gr, "roleManagement/directory/roleAssignmentScheduleRequests/$entity")
 				writeJSON(gr.w, http.StatusOK, out)
 				return
@@ -176,7 +178,7 @@ func (s *Server) listGraphScheduleRequests(gr graphRequest) {
 		if f.match("principalId", r.PrincipalID) && f.match("roleDefinitionId", r.RoleGUID) &&
 			f.match("directoryScopeId", r.DirectoryScopeID) && f.match("status", r.Status) &&
 			f.match("action", lowerCamel(r.RequestType)) && f.match("id", r.Name) {
-			value = append(value, s.graphRequestJSON(gr, r, ""))
+			value = append(value, s.graphRequestJSON(r, ""))
 		}
 	}
 	if len(gr.path) == 4 {
@@ -190,7 +192,7 @@ func (s *Server) listGraphScheduleRequests(gr graphRequest) {
 
 // graphRequestJSON renders a unifiedRoleAssignmentScheduleRequest; the
 // caller holds s.st.mu.
-func (s *Server) graphRequestJSON(_ graphRequest, r *pimRequest, requestorName string) map[string]any {
+func (s *Server) graphRequestJSON(r *pimRequest, requestorName string) map[string]any {
 	if requestorName == "" {
 		if p, ok := s.st.principals[r.RequestorID]; ok {
 			requestorName = p.DisplayName

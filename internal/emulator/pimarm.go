@@ -10,7 +10,7 @@ import (
 	"time"
 )
 
-// pimTimeFormat is how PIM writes times: RFC 3339 in UTC with as many
+// pimTimeFormat is the layout of PIM times: RFC 3339 in UTC with as many
 // fraction digits as needed ("2020-09-09T21:35:27.91Z").
 const pimTimeFormat = time.RFC3339Nano
 
@@ -161,7 +161,7 @@ func (s *Server) listOrGetPIM(req armRequest, typ string) {
 	}
 
 	s.st.mu.Lock()
-	objs := s.pimObjects(typ, req.scope)
+	objs := s.pimObjects(typ)
 	s.st.mu.Unlock()
 
 	if len(req.rest) == 2 {
@@ -196,7 +196,7 @@ type pimObject struct {
 }
 
 // pimObjects renders the ARM objects of a type; s.st.mu must be held.
-func (s *Server) pimObjects(typ string, _ ResourceID) []pimObject {
+func (s *Server) pimObjects(typ string) []pimObject {
 	now := s.now()
 	var out []pimObject
 	switch typ {

@@ -10,8 +10,8 @@ import (
 )
 
 // Error codes for cases where no real ARM or Graph response was found.
-// NOTE: the emulator answers these cases with the generic codes below and
-// its own messages; the real services may use more specific codes. The
+// NOTE: the emulator uses the generic codes below and its own messages
+// for these cases, while the real services may use more specific codes. The
 // statuses of RoleAssignmentExists (400) and ActiveDurationTooShort (400)
 // come from Graph responses seen in the wild and are assumed for ARM too.
 const (

@@ -90,10 +90,10 @@ type Principal struct {
 	// assignments for it fail with PrincipalNotFound until CreatedAt +
 	// Config.ReplicationDelay. Zero in a seed means long ago.
 	CreatedAt time.Time `json:"createdAt,omitzero" yaml:"createdAt,omitempty"`
-	// GraphAppRoles are the Microsoft Graph application permissions granted
-	// to a service principal, such as RoleManagement.ReadWrite.Directory.
-	// Graph answers 403 Authorization_RequestDenied without the one a call
-	// needs.
+	// GraphAppRoles are the Microsoft Graph permissions granted to the
+	// principal, such as RoleManagement.ReadWrite.Directory. The emulated
+	// Graph returns 403 Authorization_RequestDenied when a call needs one
+	// the principal lacks.
 	GraphAppRoles []string `json:"graphAppRoles,omitempty" yaml:"graphAppRoles,omitempty"`
 }
 
@@ -113,9 +113,9 @@ type SeedEligibility struct {
 }
 
 // SeedRolePolicy sets the PIM rules for one role at Scope (an Azure role)
-// or DirectoryScopeID (an Entra role); requests at that scope and below
-// follow it. Every rule is stated: an omitted boolean is off, and omitted
-// durations take the defaults below.
+// or DirectoryScopeID (an Entra role). Requests at that scope and below
+// follow it. An omitted boolean turns its rule off, and an omitted
+// duration takes the default given in its comment.
 type SeedRolePolicy struct {
 	Scope            string `json:"scope,omitempty" yaml:"scope,omitempty"`
 	DirectoryScopeID string `json:"directoryScopeId,omitempty" yaml:"directoryScopeId,omitempty"`

@@ -1,8 +1,10 @@
 // Package emulator is an in-process Azure emulator for tests and demos: one
 // HTTPS server on loopback that speaks the Entra token endpoint, ARM
-// authorization (role assignments, role definitions, permissions, locks),
-// generic resource reads, Key Vault secrets on NAME.vault.localhost, and a
-// GitHub Actions OIDC issuer, with RBAC enforced from its own assignments.
+// authorization (role assignments, role definitions, permissions, locks,
+// PIM schedules and policies), Microsoft Graph PIM for Entra roles under
+// /v1.0 and /beta, generic resource reads, Key Vault secrets on
+// NAME.vault.localhost, and a GitHub Actions OIDC issuer, with RBAC enforced
+// from its own assignments.
 // The official Azure SDK for Go clients work against it when given its
 // endpoints and Client().
 package emulator
