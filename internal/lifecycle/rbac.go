@@ -112,7 +112,13 @@ func (b *rbacBackend) Exists(ctx context.Context, g Grant) (bool, error) {
 
 // backendOf returns the backend that made or will make g.
 func (e *Engine) backendOf(g Grant) Backend {
-	if b, ok := e.backends[g.Backend]; ok {
+	return e.Backend(g.Backend)
+}
+
+// Backend returns the backend registered under name, or the rbac backend
+// when name is empty or unknown.
+func (e *Engine) Backend(name string) Backend {
+	if b, ok := e.backends[name]; ok {
 		return b
 	}
 	return e.backends[BackendRBAC]

@@ -33,6 +33,13 @@ type Decision struct {
 	// MaxDuration is encoded in JSON as integer nanoseconds.
 	MaxDuration time.Duration `json:"max_duration,omitempty"`
 	BreakGlass  bool          `json:"break_glass,omitempty"`
+	// EachGroup requires RequiredApprovals from every group, not in total.
+	EachGroup bool `json:"each_group,omitempty"`
+	// Message explains a denial to the requester.
+	Message string `json:"message,omitempty"`
+	// ReviewRequired flags a break-glass grant for review afterwards.
+	ReviewRequired bool     `json:"review_required,omitempty"`
+	NotifyGroups   []string `json:"notify_groups,omitempty"`
 }
 
 // Request is one request for access, from creation to its end. Zero times

@@ -1,0 +1,598 @@
+// Package broker is Elevate's service mode: it holds the right to grant, lets
+// pipelines request roles with their OIDC identity, applies policy, collects
+// approvals, and revokes at expiry whatever happened to the caller. The store
+// is the source of truth; every Azure call is preceded by a committed intent
+// and followed by a conditional state change, so several replicas can share
+// one PostgreSQL database without granting or revoking anything twice.
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/lifecycle"
+	"github.com/elevate-dev/elevate/internal/policy"
+	"github.com/elevate-dev/elevate/internal/store"
+)
+
+// Errors the API maps to HTTP status codes.
+var (
+	ErrForbidden = errors.New("forbidden")
+	ErrInvalid   = errors.New("invalid request")
+	ErrNotFound  = store.ErrNotFound
+	ErrConflict  = store.ErrConflict
+)
+
+// Identity is an authenticated caller.
+type Identity struct {
+	// Subject is the caller's unique name: a pipeline's OIDC sub
+	// (repo:contoso/payments:environment:production) or a person's
+	// (user:alice@contoso.example).
+	Subject string
+	// Pipeline is true for callers authenticated by a workload OIDC token.
+	Pipeline bool
+	// Claims are the token's string claims: repository, ref, environment,
+	// workflow, actor, run_id and so on.
+	Claims map[string]string
+	// Groups are the caller's group claims, for approver membership.
+	Groups []string
+	// Admin may revoke any request and list everything.
+	Admin bool
+}
+
+// Config holds a Service's dependencies and settings. Zero settings take the
+// documented defaults.
+type Config struct {
+	Store  store.Store
+	Policy *policy.Policy
+	// Engine resolves role names and provides the grant backends.
+	Engine *lifecycle.Engine
+	// ReplicaID names this process in claims; default a random id.
+	ReplicaID string
+	Now       func() time.Time
+	Logger    *slog.Logger
+	// MaxDuration caps any request, whatever the policy says. Default 8h.
+	MaxDuration time.Duration
+	// ApprovalTimeout is how long a request may wait for approvals. Default 1h.
+	ApprovalTimeout time.Duration
+	// SweepInterval is how often expired leases and due retries are
+	// handled. Default 250ms, so a lease ends within a second of expiry.
+	SweepInterval time.Duration
+	// RetryBase and RetryMax shape the backoff between revoke attempts of a
+	// grant. Defaults 2s and 5m.
+	RetryBase, RetryMax time.Duration
+	// MaxRevokeAttempts is the number of attempts after which a failing
+	// revoke is raised as revoke_failed and retried only every RetryMax.
+	// Default 8.
+	MaxRevokeAttempts int
+	// Notify, when set, receives every event for notifications.
+	Notify func(ctx context.Context, event string, r store.Request)
+}
+
+// Service implements the broker's operations. Its HTTP API is in api.go.
+type Service struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New checks cfg and returns a Service.
+func New(cfg Config) (*Service, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, errors.New("broker: missing store")
+	case cfg.Policy == nil:
+		return nil, errors.New("broker: missing policy")
+	case cfg.Engine == nil:
+		return nil, errors.New("broker: missing engine")
+	}
+	if cfg.ReplicaID == "" {
+		cfg.ReplicaID = "replica-" + uuid.NewString()[:8]
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	setDefault(&cfg.MaxDuration, 8*time.Hour)
+	setDefault(&cfg.ApprovalTimeout, time.Hour)
+	setDefault(&cfg.SweepInterval, 250*time.Millisecond)
+	setDefault(&cfg.RetryBase, 2*time.Second)
+	setDefault(&cfg.RetryMax, 5*time.Minute)
+	if cfg.MaxRevokeAttempts <= 0 {
+		cfg.MaxRevokeAttempts = 8
+	}
+	return &Service{cfg: cfg, log: cfg.Logger.With("replica", cfg.ReplicaID)}, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+// CreateInput is a pipeline's request for access.
+type CreateInput struct {
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	Roles          []string          `json:"roles"`
+	Scopes         []string          `json:"scopes"`
+	Pairing        string            `json:"pairing,omitempty"`
+	PrincipalID    string            `json:"principal_id"`
+	PrincipalType  string            `json:"principal_type,omitempty"`
+	Duration       string            `json:"duration"`
+	Justification  string            `json:"justification"`
+	Ticket         string            `json:"ticket,omitempty"`
+	Metadata       map[string]string `json:"metadata,omitempty"`
+}
+
+// Create validates a request, decides it by policy and stores it. An
+// auto-approved request is granted before Create returns; a denied one is
+// stored as denied, with the rule that denied it.
+func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (store.Request, error) {
+	req, names, err := s.buildRequest(ctx, caller, in)
+	if err != nil {
+		return store.Request{}, err
+	}
+	decision := s.cfg.Policy.Decide(policyInput(caller, req, names, in.Ticket, s.cfg.Now()))
+	stored := store.Request{
+		ID:             req.ID,
+		IdempotencyKey: in.IdempotencyKey,
+		Requester:      caller.Subject,
+		Claims:         caller.Claims,
+		Principal:      store.Principal{ID: req.Principal.ID, Type: req.Principal.Type},
+		Justification:  req.Justification,
+		Duration:       req.Duration,
+		Metadata:       metadataMap(req.Metadata),
+		Hash:           req.Hash(),
+		Backend:        lifecycle.BackendRBAC,
+		Decision:       toStoreDecision(decision),
+	}
+	if decision.Outcome == policy.OutcomeRequire {
+		stored.ApprovalDeadline = s.cfg.Now().Add(s.cfg.ApprovalTimeout)
+	}
+	for _, p := range req.Pairs {
+		stored.Pairs = append(stored.Pairs, store.Pair{RoleID: p.RoleID, Scope: p.Scope.String()})
+	}
+	created, isNew, err := s.cfg.Store.CreateRequest(ctx, stored)
+	if err != nil {
+		return store.Request{}, fmt.Errorf("store request: %w", err)
+	}
+	if !isNew {
+		return created, nil // an idempotent retry: the first call did the work
+	}
+	s.audit(ctx, created.ID, "request", caller.Subject, map[string]any{"pairs": created.Pairs, "duration": created.Duration.String()})
+	s.audit(ctx, created.ID, "decision", "policy", created.Decision)
+	s.log.InfoContext(ctx, "request created", "request_id", created.ID, "requester", caller.Subject,
+		"outcome", decision.Outcome, "rule_id", decision.RuleID)
+
+	switch decision.Outcome {
+	case policy.OutcomeDeny:
+		msg := decision.Message
+		return s.transition(ctx, created.ID, []store.RequestState{store.RequestPending}, store.RequestDenied,
+			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &msg})
+	case policy.OutcomeAutoApprove:
+		if decision.BreakGlass {
+			s.notify(ctx, "break_glass", created)
+		}
+		approved, err := s.transition(ctx, created.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
+		if err != nil {
+			return approved, err
+		}
+		return s.activate(ctx, approved)
+	default:
+		s.notify(ctx, "request", created)
+		return created, nil
+	}
+}
+
+// buildRequest validates the input the same way the CLI does and resolves
+// role names.
+func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateInput) (access.Request, map[string]string, error) {
+	var req access.Request
+	if !caller.Pipeline {
+		return req, nil, fmt.Errorf("%w: only pipelines authenticated by their OIDC token may request access", ErrForbidden)
+	}
+	d, err := time.ParseDuration(in.Duration)
+	if err != nil {
+		return req, nil, fmt.Errorf("%w: invalid duration %q: use a Go duration such as 15m", ErrInvalid, in.Duration)
+	}
+	var refs []access.RoleRef
+	for _, r := range in.Roles {
+		ref, err := access.ParseRoleRef(r)
+		if err != nil {
+			return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		refs = append(refs, ref)
+	}
+	var scopes []access.ResourceID
+	for _, sc := range in.Scopes {
+		id, err := access.ParseResourceID(sc)
+		if err != nil {
+			return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		scopes = append(scopes, id)
+	}
+	if len(refs) == 0 || len(scopes) == 0 {
+		return req, nil, fmt.Errorf("%w: roles and scopes must each name at least one item", ErrInvalid)
+	}
+	roles, err := s.cfg.Engine.ResolveRoles(ctx, refs, lifecycle.LookupScope(scopes))
+	if err != nil {
+		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	names := map[string]string{}
+	guids := make([]string, len(roles))
+	for i, r := range roles {
+		guids[i] = r.GUID
+		names[r.GUID] = r.Name()
+	}
+	pairs, err := access.BuildPairs(guids, scopes, access.Pairing(in.Pairing))
+	if err != nil {
+		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	ptype := in.PrincipalType
+	if ptype == "" {
+		ptype = access.PrincipalServicePrincipal
+	}
+	req = access.Request{
+		ID:            uuid.NewString(),
+		Principal:     access.Principal{ID: strings.ToLower(in.PrincipalID), Type: ptype},
+		Pairs:         pairs,
+		Justification: in.Justification,
+		Duration:      d,
+		Metadata:      metadataFromClaims(caller.Claims, in),
+		CreatedAt:     s.cfg.Now().UTC(),
+	}
+	if err := req.Validate(s.cfg.MaxDuration); err != nil {
+		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return req, names, nil
+}
+
+// Review records an approver's verdict and, when it completes the decision,
+// approves (and grants) or denies the request. Requesters never review their
+// own requests, and the verdict binds to the hash the reviewer was shown.
+func (s *Service) Review(ctx context.Context, reviewer Identity, id, verdict, requestHash, comment string) (store.Request, error) {
+	r, err := s.cfg.Store.GetRequest(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	if verdict != store.VerdictApprove && verdict != store.VerdictDeny {
+		return r, fmt.Errorf("%w: verdict %q: use approve or deny", ErrInvalid, verdict)
+	}
+	if reviewer.Pipeline {
+		return r, fmt.Errorf("%w: pipelines cannot review requests", ErrForbidden)
+	}
+	if s.isRequester(reviewer, r) {
+		return r, fmt.Errorf("%w: %s cannot review their own request", ErrForbidden, reviewer.Subject)
+	}
+	groups := s.cfg.Policy.GroupsOf(reviewer.Subject, reviewer.Groups)
+	if !overlaps(groups, r.Decision.Groups) {
+		return r, fmt.Errorf("%w: %s is in none of the approver groups %s", ErrForbidden, reviewer.Subject, strings.Join(r.Decision.Groups, ", "))
+	}
+	if requestHash == "" {
+		return r, fmt.Errorf("%w: missing request hash: approve exactly what you were shown", ErrInvalid)
+	}
+	if _, err := s.cfg.Store.AddApproval(ctx, store.Approval{
+		RequestID: id, Approver: reviewer.Subject, Groups: reviewer.Groups, Verdict: verdict,
+		Comment: comment, RequestHash: requestHash,
+	}); err != nil {
+		return r, fmt.Errorf("record %s: %w", verdict, err)
+	}
+	s.audit(ctx, id, verdict, reviewer.Subject, map[string]any{"comment": comment, "request_hash": requestHash})
+	return s.settle(ctx, id)
+}
+
+// settle applies the approvals so far to a pending request.
+func (s *Service) settle(ctx context.Context, id string) (store.Request, error) {
+	r, err := s.cfg.Store.GetRequest(ctx, id)
+	if err != nil || r.State != store.RequestPending {
+		return r, err
+	}
+	approvals, err := s.cfg.Store.ListApprovals(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	list := make([]policy.Approval, len(approvals))
+	for i, a := range approvals {
+		list[i] = policy.Approval{Approver: a.Approver, Groups: a.Groups, Verdict: a.Verdict, RequestHash: a.RequestHash}
+	}
+	state, reason := s.cfg.Policy.Evaluate(fromStoreDecision(r.Decision), s.requesterIdentities(r), r.Hash, list)
+	switch state {
+	case policy.StateApproved:
+		approved, err := s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
+		if err != nil {
+			return approved, err
+		}
+		s.notify(ctx, "approved", approved)
+		return s.activate(ctx, approved)
+	case policy.StateDenied:
+		denied, err := s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestDenied,
+			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &reason})
+		if err == nil {
+			s.notify(ctx, "denied", denied)
+		}
+		return denied, err
+	}
+	return r, nil
+}
+
+// activate grants every pair of an approved request through shared grants
+// with one lease each, then marks the request active until its expiry.
+func (s *Service) activate(ctx context.Context, r store.Request) (store.Request, error) {
+	now := s.cfg.Now()
+	expires := now.Add(r.Duration)
+	var failure error
+	for _, p := range r.Pairs {
+		scope, err := access.ParseResourceID(p.Scope)
+		if err != nil {
+			failure = err
+			break
+		}
+		acq, err := s.cfg.Store.AcquireGrant(ctx, store.AcquireParams{
+			RequestID: r.ID, PrincipalID: r.Principal.ID, PrincipalType: r.Principal.Type,
+			RoleID: p.RoleID, Scope: p.Scope, Backend: r.Backend, LeaseExpiresAt: expires,
+			AssignmentName: access.AssignmentName(r.ID, r.Principal.ID, p.RoleID, scope),
+		})
+		if err != nil {
+			failure = fmt.Errorf("acquire grant for %s at %s: %w", p.RoleID, p.Scope, err)
+			break
+		}
+		if acq.Create {
+			if err := s.createGrant(ctx, r, acq.Grant); err != nil {
+				failure = err
+				break
+			}
+		}
+	}
+	if failure != nil {
+		s.log.ErrorContext(ctx, "grant failed", "request_id", r.ID, "error", failure)
+		s.releaseAll(ctx, r.ID)
+		msg := failure.Error()
+		failed, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestGrantFailed,
+			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &msg})
+		if err != nil {
+			return failed, err
+		}
+		return failed, fmt.Errorf("grant: %w", failure)
+	}
+	active, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestActive,
+		store.RequestUpdate{GrantedAt: now, ExpiresAt: expires})
+	if err == nil {
+		s.audit(ctx, r.ID, "grant", s.cfg.ReplicaID, map[string]any{"expires_at": expires})
+		s.notify(ctx, "granted", active)
+	}
+	return active, err
+}
+
+// createGrant makes the Azure object of a grant whose intent is committed.
+func (s *Service) createGrant(ctx context.Context, r store.Request, g store.Grant) error {
+	lg := s.toLifecycleGrant(g)
+	req := access.Request{ID: r.ID, Principal: access.Principal{ID: r.Principal.ID, Type: r.Principal.Type},
+		Justification: r.Justification, Duration: r.Duration}
+	if err := s.cfg.Engine.Backend(g.Backend).Grant(ctx, req, &lg); err != nil {
+		msg := err.Error()
+		_, _ = s.cfg.Store.MarkGrant(ctx, g.ID, []store.GrantState{store.GrantIntent}, store.GrantGrantFailed,
+			store.GrantUpdate{LastError: &msg})
+		return fmt.Errorf("create grant %s: %w", g.AssignmentName, err)
+	}
+	id, pre := lg.AssignmentID, lg.PreExisting
+	_, err := s.cfg.Store.MarkGrant(ctx, g.ID, []store.GrantState{store.GrantIntent}, store.GrantActive,
+		store.GrantUpdate{AssignmentID: &id, PreExisting: &pre, GrantedAt: s.cfg.Now()})
+	if errors.Is(err, store.ErrConflict) {
+		// The last lease ended while Azure was creating the object, so the
+		// grant moved to revoking: the sweeper removes what was just made.
+		s.log.WarnContext(ctx, "grant released while being created", "grant_id", g.ID)
+		return fmt.Errorf("grant %s was released while being created", g.AssignmentName)
+	}
+	return err
+}
+
+// releaseAll ends every active lease of a request and revokes the grants
+// that no other request holds.
+func (s *Service) releaseAll(ctx context.Context, requestID string) {
+	leases, err := s.cfg.Store.ListLeases(ctx, store.LeaseFilter{RequestID: requestID})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list leases failed", "request_id", requestID, "error", err)
+		return
+	}
+	for _, l := range leases {
+		if l.State != store.LeaseActive {
+			continue
+		}
+		s.release(ctx, l)
+	}
+}
+
+// release ends one lease and, when it was the grant's last, revokes it.
+func (s *Service) release(ctx context.Context, l store.Lease) {
+	rel, err := s.cfg.Store.ReleaseLease(ctx, l.ID)
+	if errors.Is(err, store.ErrConflict) {
+		return // another replica released it first
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "release lease failed", "lease_id", l.ID, "request_id", l.RequestID, "error", err)
+		return
+	}
+	if rel.Revoke {
+		s.revokeGrant(ctx, rel.Grant)
+	}
+}
+
+// Cancel withdraws a pending request, or ends an active one early. Only the
+// requester or an admin may do it.
+func (s *Service) Cancel(ctx context.Context, caller Identity, id string) (store.Request, error) {
+	r, err := s.cfg.Store.GetRequest(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	if !caller.Admin && !strings.EqualFold(caller.Subject, r.Requester) {
+		return r, fmt.Errorf("%w: only the requester or an admin may cancel request %s", ErrForbidden, id)
+	}
+	if r.State == store.RequestPending {
+		return s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestCancelled,
+			store.RequestUpdate{EndedAt: s.cfg.Now()})
+	}
+	return s.end(ctx, caller, r, "cancel")
+}
+
+// Revoke ends an active request now. Admins only.
+func (s *Service) Revoke(ctx context.Context, caller Identity, id string) (store.Request, error) {
+	if !caller.Admin {
+		return store.Request{}, fmt.Errorf("%w: revoking another's grant needs an admin", ErrForbidden)
+	}
+	r, err := s.cfg.Store.GetRequest(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	return s.end(ctx, caller, r, "revoke")
+}
+
+func (s *Service) end(ctx context.Context, caller Identity, r store.Request, why string) (store.Request, error) {
+	if r.State != store.RequestActive {
+		return r, fmt.Errorf("%w: request %s is %s, not active", ErrConflict, r.ID, r.State)
+	}
+	s.audit(ctx, r.ID, why, caller.Subject, nil)
+	s.releaseAll(ctx, r.ID)
+	return s.finishRequest(ctx, r.ID)
+}
+
+// finishRequest moves an active request whose leases all ended to revoked,
+// or to revoke_failed while one of its grants has not gone away yet.
+func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, error) {
+	leases, err := s.cfg.Store.ListLeases(ctx, store.LeaseFilter{RequestID: id})
+	if err != nil {
+		return store.Request{}, err
+	}
+	pending := ""
+	for _, l := range leases {
+		if l.State == store.LeaseActive {
+			return s.cfg.Store.GetRequest(ctx, id) // still held
+		}
+		g, err := s.cfg.Store.GetGrant(ctx, l.GrantID)
+		if err != nil {
+			return store.Request{}, err
+		}
+		if g.State == store.GrantRevokeFailed || g.State == store.GrantRevoking {
+			pending = g.AssignmentName
+		}
+	}
+	r, err := s.cfg.Store.GetRequest(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	if r.State == store.RequestActive {
+		if r, err = s.transition(ctx, id, []store.RequestState{store.RequestActive}, store.RequestRevoking, store.RequestUpdate{}); err != nil {
+			return r, err
+		}
+	}
+	if pending != "" {
+		if r.State == store.RequestRevokeFailed {
+			return r, nil
+		}
+		msg := "revoke of " + pending + " has not succeeded yet; the sweeper retries it"
+		return s.transition(ctx, id, []store.RequestState{store.RequestRevoking}, store.RequestRevokeFailed,
+			store.RequestUpdate{Error: &msg})
+	}
+	done, err := s.transition(ctx, id, []store.RequestState{store.RequestRevoking, store.RequestRevokeFailed},
+		store.RequestRevoked, store.RequestUpdate{EndedAt: s.cfg.Now()})
+	if err == nil {
+		s.audit(ctx, id, "revoked", s.cfg.ReplicaID, nil)
+		s.notify(ctx, "revoked", done)
+	}
+	return done, err
+}
+
+// Extend moves an active request's expiry within the policy's maximum.
+func (s *Service) Extend(ctx context.Context, caller Identity, id string, total time.Duration) (store.Request, error) {
+	r, err := s.cfg.Store.GetRequest(ctx, id)
+	if err != nil {
+		return r, err
+	}
+	if !caller.Admin && !strings.EqualFold(caller.Subject, r.Requester) {
+		return r, fmt.Errorf("%w: only the requester or an admin may extend request %s", ErrForbidden, id)
+	}
+	// NOTE: extension changes only the policy check here; leases keep the
+	// expiry they were created with until the store can move them.
+	return r, fmt.Errorf("%w: extending a request is not supported yet; request again", ErrInvalid)
+}
+
+func (s *Service) transition(ctx context.Context, id string, from []store.RequestState, to store.RequestState, u store.RequestUpdate) (store.Request, error) {
+	r, err := s.cfg.Store.TransitionRequest(ctx, id, from, to, u)
+	if err != nil {
+		return r, fmt.Errorf("request %s to %s: %w", id, to, err)
+	}
+	if len(from) != 1 || from[0] != to {
+		s.log.InfoContext(ctx, "request state changed", "request_id", id, "state", to)
+	}
+	return r, nil
+}
+
+// audit appends an event to the store's chain. A failed append is logged
+// with the event, so the record is not lost from the logs either.
+func (s *Service) audit(ctx context.Context, requestID, event, actor string, detail any) {
+	data, err := json.Marshal(detail)
+	if err != nil || detail == nil {
+		data = []byte("{}")
+	}
+	if _, err := s.cfg.Store.AppendAudit(ctx, store.AuditEvent{RequestID: requestID, Event: event, Actor: actor, Detail: data}); err != nil {
+		s.log.ErrorContext(ctx, "audit append failed", "request_id", requestID, "event", event, "actor", actor,
+			"detail", string(data), "error", err)
+	}
+}
+
+func (s *Service) notify(ctx context.Context, event string, r store.Request) {
+	if s.cfg.Notify != nil {
+		s.cfg.Notify(ctx, event, r)
+	}
+}
+
+func (s *Service) toLifecycleGrant(g store.Grant) lifecycle.Grant {
+	scope, _ := access.ParseResourceID(g.Scope)
+	return lifecycle.Grant{
+		Pair:             access.Pair{RoleID: g.RoleID, Scope: scope},
+		RoleDefinitionID: lifecycle.RoleDefinitionID(scope, g.RoleID),
+		AssignmentName:   g.AssignmentName,
+		AssignmentID:     g.AssignmentID,
+		PreExisting:      g.PreExisting,
+		Backend:          g.Backend,
+	}
+}
+
+func (s *Service) isRequester(reviewer Identity, r store.Request) bool {
+	for _, id := range s.requesterIdentities(r) {
+		if strings.EqualFold(id, reviewer.Subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// requesterIdentities lists every name the requester is known by: the token
+// subject, the GitHub actor who started the run, and the principal.
+func (s *Service) requesterIdentities(r store.Request) []string {
+	ids := []string{r.Requester}
+	if actor := r.Claims["actor"]; actor != "" {
+		ids = append(ids, "github:"+actor)
+	}
+	return append(ids, "principal:"+r.Principal.ID)
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		for _, y := range b {
+			if strings.EqualFold(x, y) {
+				return true
+			}
+		}
+	}
+	return false
+}

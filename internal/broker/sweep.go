@@ -1,0 +1,223 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/store"
+)
+
+// claimFor is how long a replica reserves the expired leases it claimed.
+// Another replica takes them over only after that, if this one died.
+const claimFor = 30 * time.Second
+
+// Run reconciles the store with Azure once, then sweeps until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	s.log.InfoContext(ctx, "sweeper started", "interval", s.cfg.SweepInterval)
+	defer s.log.Info("sweeper stopped")
+	s.Reconcile(ctx)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		s.SweepOnce(ctx)
+		timer.Reset(s.cfg.SweepInterval)
+	}
+}
+
+// SweepOnce ends expired leases, retries due revokes and expires requests
+// whose approval deadline passed. It returns how many items it handled.
+func (s *Service) SweepOnce(ctx context.Context) int {
+	start := s.cfg.Now()
+	handled := 0
+	leases, err := s.cfg.Store.ClaimExpired(ctx, start, 200, s.cfg.ReplicaID, claimFor)
+	if err != nil {
+		s.log.ErrorContext(ctx, "claim expired leases failed", "error", err)
+	}
+	for _, l := range leases {
+		s.release(ctx, l)
+		if _, err := s.finishRequest(ctx, l.RequestID); err != nil && !errors.Is(err, store.ErrConflict) {
+			s.log.ErrorContext(ctx, "finish request failed", "request_id", l.RequestID, "error", err)
+		}
+		handled++
+	}
+	grants, err := s.cfg.Store.ClaimRetries(ctx, start, 100, s.cfg.ReplicaID, s.retryDelay(0))
+	if err != nil {
+		s.log.ErrorContext(ctx, "claim revoke retries failed", "error", err)
+	}
+	for _, g := range grants {
+		s.revokeGrant(ctx, g)
+		s.finishRequestsOf(ctx, g)
+		handled++
+	}
+	handled += s.expirePending(ctx)
+	if handled > 0 {
+		s.log.InfoContext(ctx, "sweep done", "handled", handled, "elapsed", s.cfg.Now().Sub(start))
+	}
+	return handled
+}
+
+// revokeGrant removes a grant in state revoking or revoke_failed from Azure,
+// verifies the removal and records the outcome. A failure schedules a retry
+// with backoff; past MaxRevokeAttempts it is logged as an error on every
+// attempt and retried every RetryMax.
+func (s *Service) revokeGrant(ctx context.Context, g store.Grant) {
+	log := s.log.With("grant_id", g.ID, "assignment_name", g.AssignmentName, "scope", g.Scope, "attempt", g.Attempts)
+	from := []store.GrantState{store.GrantRevoking, store.GrantRevokeFailed}
+	if g.PreExisting {
+		// Adopted, never ours to delete.
+		_, err := s.cfg.Store.MarkGrant(ctx, g.ID, from, store.GrantRevoked, store.GrantUpdate{RevokedAt: s.cfg.Now()})
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			log.ErrorContext(ctx, "mark adopted grant released failed", "error", err)
+		}
+		return
+	}
+	lg := s.toLifecycleGrant(g)
+	backend := s.cfg.Engine.Backend(g.Backend)
+	req := access.Request{ID: g.RequestID, Principal: access.Principal{ID: g.PrincipalID, Type: g.PrincipalType}}
+	err := backend.Remove(ctx, req, &lg)
+	if err == nil {
+		var exists bool
+		exists, err = backend.Exists(ctx, lg)
+		if err == nil && exists {
+			err = errors.New("still present after delete")
+		}
+	}
+	if err == nil {
+		now := s.cfg.Now()
+		if _, err := s.cfg.Store.MarkGrant(ctx, g.ID, from, store.GrantRevoked,
+			store.GrantUpdate{RevokedAt: now, VerifiedAt: now}); err != nil && !errors.Is(err, store.ErrConflict) {
+			log.ErrorContext(ctx, "mark grant revoked failed", "error", err)
+			return
+		}
+		log.InfoContext(ctx, "grant revoked and verified")
+		s.audit(ctx, g.RequestID, "revoke", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID, "assignment": g.AssignmentName})
+		return
+	}
+	msg := err.Error()
+	next := s.cfg.Now().Add(s.retryDelay(g.Attempts))
+	if g.Attempts >= s.cfg.MaxRevokeAttempts {
+		log.ErrorContext(ctx, "revoke keeps failing: the grant may still give access", "error", err, "next_attempt", next)
+		s.audit(ctx, g.RequestID, "revoke_failed", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID, "assignment": g.AssignmentName, "error": msg})
+	} else {
+		log.WarnContext(ctx, "revoke failed, will retry", "error", err, "next_attempt", next)
+	}
+	if _, err := s.cfg.Store.MarkGrant(ctx, g.ID, from, store.GrantRevokeFailed,
+		store.GrantUpdate{LastError: &msg, NextAttemptAt: next}); err != nil && !errors.Is(err, store.ErrConflict) {
+		log.ErrorContext(ctx, "record revoke failure failed", "error", err)
+	}
+}
+
+// retryDelay is the capped exponential backoff after attempt attempts.
+func (s *Service) retryDelay(attempts int) time.Duration {
+	d := s.cfg.RetryBase
+	for i := 0; i < attempts && d < s.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.RetryMax)
+}
+
+// finishRequestsOf settles the requests whose leases pointed at g.
+func (s *Service) finishRequestsOf(ctx context.Context, g store.Grant) {
+	leases, err := s.cfg.Store.ListLeases(ctx, store.LeaseFilter{GrantID: g.ID})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list leases of grant failed", "grant_id", g.ID, "error", err)
+		return
+	}
+	seen := map[string]bool{}
+	for _, l := range leases {
+		if seen[l.RequestID] {
+			continue
+		}
+		seen[l.RequestID] = true
+		if _, err := s.finishRequest(ctx, l.RequestID); err != nil && !errors.Is(err, store.ErrConflict) {
+			s.log.ErrorContext(ctx, "finish request failed", "request_id", l.RequestID, "error", err)
+		}
+	}
+}
+
+// expirePending moves pending requests past their approval deadline to
+// expired, so a late approval can grant nothing.
+func (s *Service) expirePending(ctx context.Context) int {
+	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestPending}, Limit: store.MaxListLimit})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list pending requests failed", "error", err)
+		return 0
+	}
+	now := s.cfg.Now()
+	n := 0
+	for _, r := range page.Requests {
+		if r.ApprovalDeadline.IsZero() || now.Before(r.ApprovalDeadline) {
+			continue
+		}
+		msg := "no decision before the approval deadline"
+		if _, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestExpired,
+			store.RequestUpdate{EndedAt: now, Error: &msg}); err == nil {
+			s.audit(ctx, r.ID, "expired", s.cfg.ReplicaID, nil)
+			n++
+		}
+	}
+	return n
+}
+
+// Reconcile brings the store and Azure into agreement after a crash: grants
+// left as intents are created (if a lease still holds them) or removed, and
+// approved requests that never became active are activated.
+func (s *Service) Reconcile(ctx context.Context) {
+	grants, err := s.cfg.Store.NonTerminalGrants(ctx)
+	if err != nil {
+		s.log.ErrorContext(ctx, "reconcile: list grants failed", "error", err)
+		return
+	}
+	fixed := 0
+	for _, g := range grants {
+		if g.State != store.GrantIntent {
+			continue // active grants wait for expiry; revoking ones for ClaimRetries
+		}
+		leases, err := s.cfg.Store.ListLeases(ctx, store.LeaseFilter{GrantID: g.ID})
+		if err != nil {
+			s.log.ErrorContext(ctx, "reconcile: list leases failed", "grant_id", g.ID, "error", err)
+			continue
+		}
+		held := false
+		for _, l := range leases {
+			held = held || l.State == store.LeaseActive
+		}
+		r, err := s.cfg.Store.GetRequest(ctx, g.RequestID)
+		if err != nil {
+			s.log.ErrorContext(ctx, "reconcile: read request failed", "request_id", g.RequestID, "error", err)
+			continue
+		}
+		if held {
+			// PUT is idempotent on the deterministic name, so creating again
+			// finds what a crashed replica may have made.
+			if err := s.createGrant(ctx, r, g); err != nil {
+				s.log.ErrorContext(ctx, "reconcile: create grant failed", "grant_id", g.ID, "error", err)
+			}
+		} else {
+			if _, err := s.cfg.Store.MarkGrant(ctx, g.ID, []store.GrantState{store.GrantIntent}, store.GrantRevoking, store.GrantUpdate{}); err == nil {
+				g.State = store.GrantRevoking
+				s.revokeGrant(ctx, g)
+			}
+		}
+		fixed++
+	}
+	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestApproved}, Limit: store.MaxListLimit})
+	if err != nil {
+		s.log.ErrorContext(ctx, "reconcile: list approved requests failed", "error", err)
+	} else {
+		for _, r := range page.Requests {
+			if _, err := s.activate(ctx, r); err != nil {
+				s.log.ErrorContext(ctx, "reconcile: activate failed", "request_id", r.ID, "error", err)
+			}
+			fixed++
+		}
+	}
+	s.log.InfoContext(ctx, "reconcile done", "fixed", fixed)
+}
