@@ -114,6 +114,20 @@ func New(cfg Config) (*Service, error) {
 	return &Service{cfg: cfg, log: cfg.Logger.With("replica", cfg.ReplicaID)}, nil
 }
 
+// idempotencyNamespace is the UUIDv5 namespace of request ids derived from
+// an idempotency key. Changing it breaks retries across an upgrade.
+var idempotencyNamespace = uuid.MustParse("6c9d8f0e-3a51-4f27-9b8e-2d4c6a1e5f37")
+
+// requestID returns a random id, or, with an idempotency key, one derived
+// from the requester and the key. A retry then builds the same request and
+// the same hash, which the store recognises as the same request.
+func requestID(requester, key string) string {
+	if key == "" {
+		return uuid.NewString()
+	}
+	return uuid.NewSHA1(idempotencyNamespace, []byte(requester+"\n"+key)).String()
+}
+
 func setDefault(d *time.Duration, def time.Duration) {
 	if *d <= 0 {
 		*d = def
@@ -243,7 +257,7 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 		ptype = access.PrincipalServicePrincipal
 	}
 	req = access.Request{
-		ID:            uuid.NewString(),
+		ID:            requestID(caller.Subject, in.IdempotencyKey),
 		Principal:     access.Principal{ID: strings.ToLower(in.PrincipalID), Type: ptype},
 		Pairs:         pairs,
 		Justification: in.Justification,

@@ -178,14 +178,19 @@ func TestIdempotentCreateReturnsSameRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	second, err := h.svc.Create(ctx, pipeline, vaultRequest("same-key"))
-	if err != nil && !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("second Create: %v", err)
+	if err != nil {
+		t.Fatalf("retried Create: %v", err)
 	}
-	if err == nil && second.ID != first.ID {
-		t.Errorf("second Create id = %s; want %s", second.ID, first.ID)
+	if second.ID != first.ID {
+		t.Errorf("retried Create id = %s; want %s", second.ID, first.ID)
 	}
 	if n := h.liveAssignments(); n != 1 {
 		t.Errorf("assignments = %d; want 1", n)
+	}
+	changed := vaultRequest("same-key")
+	changed.Duration = "12m"
+	if _, err := h.svc.Create(ctx, pipeline, changed); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("Create reusing a key with another body error = %v; want ErrConflict", err)
 	}
 }
 
