@@ -95,6 +95,9 @@ type Principal struct {
 	// Graph returns 403 Authorization_RequestDenied when a call needs one
 	// the principal lacks.
 	GraphAppRoles []string `json:"graphAppRoles,omitempty" yaml:"graphAppRoles,omitempty"`
+	// Groups are the group names a user's sign-in ID token carries in its
+	// groups claim, from the emulator's OIDC provider.
+	Groups []string `json:"groups,omitempty" yaml:"groups,omitempty"`
 }
 
 // SeedEligibility is a PIM eligible assignment present at start. Set Scope

@@ -48,6 +48,8 @@ type Server struct {
 	entra      *issuer // access tokens; iss is URL()/TENANT/v2.0
 	github     *issuer // the emulated GitHub Actions OIDC issuer
 	actions    actionsJobs
+	signin     *issuer // the user sign-in OIDC provider under URL()/oidc
+	codes      authCodes
 	faults     faultInjector
 	st         *state
 	delay      atomic.Int64 // propagation delay in nanoseconds
@@ -109,6 +111,9 @@ func (s *Server) setup() error {
 		return err
 	}
 	if s.github, err = newIssuer(s.GitHubIssuer()); err != nil {
+		return err
+	}
+	if s.signin, err = newIssuer(s.OIDCIssuer()); err != nil {
 		return err
 	}
 	if s.st, err = newState(s.cfg.Seed, s.GitHubIssuer(), s.now()); err != nil {
@@ -349,6 +354,8 @@ func (s *Server) servePath(w http.ResponseWriter, r *http.Request) {
 		s.serveGraph(w, r)
 	case p == "/github" || strings.HasPrefix(p, "/github/"):
 		s.serveGitHub(w, r)
+	case strings.HasPrefix(p, "/oidc/"):
+		s.serveOIDC(w, r)
 	default:
 		s.serveARM(w, r)
 	}
