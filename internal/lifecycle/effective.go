@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/elevate-dev/elevate/internal/azure"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 )
 
 // Prober checks on a data plane that a grant is effective, for example with a
@@ -34,6 +35,7 @@ func (e *Engine) WaitEffective(ctx context.Context, principalID string, grants [
 			"principal_id", principalID, "caller_id", e.callerID)
 	}
 	for attempt := 1; ; attempt++ {
+		crashpoint.Hit("effective.poll")
 		pending, err := e.pendingGrant(ctx, self, grants, roles, probers)
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 )
 
 // Backend makes one pair real for a principal and ends it again. The engine
@@ -50,6 +51,7 @@ func (b *rbacBackend) Grant(ctx context.Context, req access.Request, g *Grant) e
 	}
 	deadline := e.clock.Now().Add(e.opts.PrincipalWait)
 	for attempt := 1; ; attempt++ {
+		crashpoint.Hit("grant.put_before")
 		created, err := b.arm.CreateAssignment(ctx, want)
 		switch {
 		case err == nil:
@@ -57,6 +59,7 @@ func (b *rbacBackend) Grant(ctx context.Context, req access.Request, g *Grant) e
 			g.Created = true
 			g.GrantedAt = e.clock.Now()
 			log.InfoContext(ctx, "role assignment created", "assignment_id", created.ID)
+			crashpoint.Hit("grant.put_after")
 			return nil
 
 		case errors.Is(err, azure.ErrAssignmentExists):

@@ -11,6 +11,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 )
 
 // RevokeError lists the assignments that could not be removed, or whose
@@ -85,9 +86,11 @@ func (e *Engine) revokeOne(ctx context.Context, req access.Request, g *Grant) {
 	}
 	var err error
 	for attempt := 1; attempt <= e.opts.RevokeAttempts; attempt++ {
+		crashpoint.Hit("revoke.delete_before")
 		err = backend.Remove(ctx, req, g)
 		if err == nil {
 			g.Revoked = true
+			crashpoint.Hit("revoke.delete_after")
 			break
 		}
 		if errors.Is(err, azure.ErrLocked) || ctx.Err() != nil {
@@ -104,6 +107,7 @@ func (e *Engine) revokeOne(ctx context.Context, req access.Request, g *Grant) {
 		log.ErrorContext(ctx, "revoke failed", "error", err)
 		return
 	}
+	crashpoint.Hit("revoke.verify_before")
 	if err := e.verifyGone(ctx, backend, *g); err != nil {
 		g.RevokeError = fmt.Sprintf("verify: %v", err)
 		log.ErrorContext(ctx, "revoke not verified", "error", err)
@@ -118,6 +122,7 @@ func (e *Engine) verifyGone(ctx context.Context, backend Backend, g Grant) error
 	ctx, cancel := context.WithTimeout(ctx, e.opts.VerifyTimeout)
 	defer cancel()
 	for attempt := 1; ; attempt++ {
+		crashpoint.Hit("revoke.verify_poll")
 		exists, err := backend.Exists(ctx, g)
 		if err == nil && !exists {
 			return nil

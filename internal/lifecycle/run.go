@@ -8,6 +8,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/audit"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 )
 
 // Action is the privileged work done while the grant is in place.
@@ -59,15 +60,18 @@ func (e *Engine) Run(ctx context.Context, req access.Request, roles map[string]R
 	}); err != nil {
 		return res, fmt.Errorf("write audit record before granting: %w", err)
 	}
+	crashpoint.Hit("request.audited")
 
 	e.progress.Step(fmt.Sprintf("granting %d role assignment(s)", len(res.Grants)))
 	grantErr := e.GrantAll(ctx, req, res.Grants)
 	res.Durations.GrantMS = e.since(started)
+	crashpoint.Hit("grant.done")
 	if grantErr != nil {
 		e.recordQuiet(ctx, req, "grant", "failed", res.Grants, func(r *audit.Record) { r.Error = grantErr.Error() })
 		return res, e.finish(ctx, req, &res, grantErr)
 	}
 	e.recordQuiet(ctx, req, "grant", "ok", res.Grants, func(r *audit.Record) { r.Durations = durationsPtr(res.Durations) })
+	crashpoint.Hit("grant.audited")
 
 	e.progress.Step("waiting until the grant is effective")
 	effStart := e.clock.Now()
@@ -81,12 +85,15 @@ func (e *Engine) Run(ctx context.Context, req access.Request, roles map[string]R
 		return res, e.finish(ctx, req, &res, effErr)
 	}
 	e.recordQuiet(ctx, req, "effective", "ok", nil, func(r *audit.Record) { r.Durations = durationsPtr(res.Durations) })
+	crashpoint.Hit("effective.audited")
 
 	e.progress.Step("running " + action.Name())
 	heldFrom := e.clock.Now()
 	// The action may use the grant only for the requested duration.
 	actCtx, cancel := context.WithTimeoutCause(ctx, req.Duration, ErrWindowEnded)
+	crashpoint.Hit("action.start")
 	actRes, actErr := action.Run(actCtx)
+	crashpoint.Hit("action.done")
 	windowEnded := errors.Is(context.Cause(actCtx), ErrWindowEnded)
 	cancel()
 	res.Action = actRes
@@ -109,6 +116,7 @@ func (e *Engine) Run(ctx context.Context, req access.Request, roles map[string]R
 			r.Error = actErr.Error()
 		}
 	})
+	crashpoint.Hit("action.audited")
 	err := e.finish(ctx, req, &res, actErr)
 	res.Durations.HeldMS = e.since(heldFrom)
 	return res, err
@@ -118,7 +126,9 @@ func (e *Engine) Run(ctx context.Context, req access.Request, roles map[string]R
 // joins a revoke failure with cause.
 func (e *Engine) finish(ctx context.Context, req access.Request, res *Result, cause error) error {
 	e.progress.Step("revoking and verifying")
+	crashpoint.Hit("revoke.start")
 	revokeErr := e.RevokeAll(ctx, req, res.Grants)
+	crashpoint.Hit("revoke.done")
 	var rerr *RevokeError
 	if errors.As(revokeErr, &rerr) {
 		e.recordQuiet(ctx, req, "revoke_failed", "failed", rerr.Failed, func(r *audit.Record) {
@@ -128,6 +138,7 @@ func (e *Engine) finish(ctx context.Context, req access.Request, res *Result, ca
 	} else {
 		e.recordQuiet(ctx, req, "revoke", "ok", res.Grants, nil)
 	}
+	crashpoint.Hit("revoke.audited")
 	outcome := "ok"
 	if cause != nil || revokeErr != nil {
 		outcome = "failed"

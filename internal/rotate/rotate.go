@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/azure"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 )
 
@@ -149,6 +150,7 @@ func (r *Rotation) Run(ctx context.Context) (lifecycle.ActionResult, error) {
 		return res, err
 	}
 	res.PreviousSecretVersion = prev.Version
+	crashpoint.Hit("rotate.read_done")
 
 	value, err := r.generate()
 	if err != nil {
@@ -162,6 +164,7 @@ func (r *Rotation) Run(ctx context.Context) (lifecycle.ActionResult, error) {
 		return res, err
 	}
 	res.SecretVersion = version
+	crashpoint.Hit("rotate.set_done")
 	res.Detail = fmt.Sprintf("secret=%s version=%s previous=%s", r.Secret, version, prev.Version)
 	if r.Validate == "" {
 		return res, nil
@@ -169,6 +172,7 @@ func (r *Rotation) Run(ctx context.Context) (lifecycle.ActionResult, error) {
 
 	valErr := r.validate(ctx, value, version)
 	if valErr == nil {
+		crashpoint.Hit("rotate.validated")
 		res.Detail += " validated=true"
 		return res, nil
 	}
@@ -176,6 +180,7 @@ func (r *Rotation) Run(ctx context.Context) (lifecycle.ActionResult, error) {
 		res.ExitCode = 1
 		return res, fmt.Errorf("%w: %v; no previous version existed, so version %s stays current", ErrValidation, valErr, version)
 	}
+	crashpoint.Hit("rotate.validation_failed")
 	// Write the old value back on a context that survives cancellation: a
 	// half-done rotation is worse than a late one.
 	restoreCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -183,6 +188,7 @@ func (r *Rotation) Run(ctx context.Context) (lifecycle.ActionResult, error) {
 	restored, err := r.Store.Set(restoreCtx, r.Secret, prev.Value, map[string]string{
 		TagRequestID: r.RequestID, TagRollbackOf: version, TagRestoredVer: prev.Version,
 	})
+	crashpoint.Hit("rotate.restored")
 	res.ExitCode = 1
 	if err != nil {
 		return res, fmt.Errorf("%w: %v; restoring the previous value also failed: %w", ErrValidation, valErr, err)
