@@ -132,7 +132,7 @@ func applyPlan(ctx context.Context, streams Streams, sess *session, o *elevateOp
 	}
 	res, runErr := engine.Run(ctx, req, byID, action, probers)
 	prog.Done()
-	if err := printResult(streams.Out, o.Output, res, runErr); err != nil {
+	if err := reportResult(streams, o.Output, summarize(res, runErr, log.Head())); err != nil {
 		return res, err
 	}
 	return res, runErr

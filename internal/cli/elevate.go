@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/elevate-dev/elevate/internal/approval"
 	"github.com/elevate-dev/elevate/internal/audit"
+	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 )
 
@@ -71,7 +73,7 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	}
 	res, runErr := engine.Run(ctx, p.req, p.roles, action, probers)
 	prog.Done()
-	if err := printResult(streams.Out, o.Output, res, runErr); err != nil {
+	if err := reportResult(streams, o.Output, summarize(res, runErr, log.Head())); err != nil {
 		return res, err
 	}
 	return res, runErr
@@ -88,6 +90,10 @@ type summary struct {
 	PrevVersion   string          `json:"previous_secret_version,omitempty"`
 	Durations     audit.Durations `json:"durations"`
 	AuditLog      string          `json:"audit_log"`
+	// AuditHead is the SHA-256 of the audit log's last line after the run.
+	// Kept outside the file, it lets `elevate audit verify --head` detect
+	// records cut from the end, which the hash chain alone cannot.
+	AuditHead string `json:"audit_head"`
 }
 
 type grantSummary struct {
@@ -102,8 +108,9 @@ type grantSummary struct {
 	RevokeError  string `json:"revoke_error,omitempty"`
 }
 
-func summarize(res lifecycle.Result, runErr error) summary {
+func summarize(res lifecycle.Result, runErr error, auditHead string) summary {
 	s := summary{
+		AuditHead:     auditHead,
 		RequestID:     res.Request.ID,
 		Outcome:       "ok",
 		ExitCode:      res.Action.ExitCode,
@@ -126,8 +133,34 @@ func summarize(res lifecycle.Result, runErr error) summary {
 	return s
 }
 
-func printResult(w io.Writer, format string, res lifecycle.Result, runErr error) error {
-	s := summarize(res, runErr)
+// reportResult prints s to stdout and, in GitHub Actions, adds it to the job
+// summary and the step outputs, so the audit head is kept outside the log.
+func reportResult(streams Streams, format string, s summary) error {
+	if err := printResult(streams.Out, format, s); err != nil {
+		return err
+	}
+	runner := github.FromEnv(streams.getenv, streams.Out)
+	if !runner.InActions() {
+		return nil
+	}
+	return publishAuditHead(runner, s.RequestID, s.Outcome, s.AuditLog, s.AuditHead)
+}
+
+// publishAuditHead writes the request's outcome and the audit log's head to
+// the job summary and to the step outputs outcome and audit-head.
+func publishAuditHead(runner github.Runner, requestID, outcome, auditLog, head string) error {
+	line := fmt.Sprintf("Elevation `%s`: %s. Audit log `%s`, head `%s`; check it with `elevate audit verify %s --head %s`.\n",
+		requestID, outcome, approval.EscapeCell(auditLog), head, approval.EscapeCell(auditLog), head)
+	if err := runner.AppendSummary(line); err != nil {
+		return err
+	}
+	if err := runner.SetOutput("outcome", outcome); err != nil {
+		return err
+	}
+	return runner.SetOutput("audit-head", head)
+}
+
+func printResult(w io.Writer, format string, s summary) error {
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -151,7 +184,7 @@ func printResult(w io.Writer, format string, res lifecycle.Result, runErr error)
 	if s.SecretVersion != "" {
 		fmt.Fprintf(w, "  secret version %s (previous %s)\n", s.SecretVersion, orNone(s.PrevVersion))
 	}
-	fmt.Fprintf(w, "  audit log %s\n", s.AuditLog)
+	fmt.Fprintf(w, "  audit log %s, head %s\n", s.AuditLog, s.AuditHead)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/audit"
+	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/plan"
 )
@@ -79,5 +80,15 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 		fmt.Fprintf(streams.Out, "%-32s %s\n  %s\n", g.RoleName, state, g.Pair.Scope)
 	}
 	fmt.Fprintf(streams.Out, "revoke of request %s finished in %s\n", req.ID, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(streams.Out, "audit log %s, head %s\n", auditLog, log.Head())
+	if runner := github.FromEnv(streams.getenv, streams.Out); runner.InActions() {
+		outcome := "ok"
+		if err != nil {
+			outcome = "failed"
+		}
+		if perr := publishAuditHead(runner, req.ID, outcome, auditLog, log.Head()); perr != nil {
+			return errors.Join(err, perr)
+		}
+	}
 	return err
 }
