@@ -1,0 +1,392 @@
+package lifecycle_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/lifecycle"
+)
+
+func TestPIMBackendsGrantActRevoke(t *testing.T) {
+	tests := []struct {
+		name     string
+		backend  string
+		role     string
+		scope    string
+		duration time.Duration
+		active   func(pe *pimEnv, t *testing.T) bool
+		deferred string // detail of the revoke_deferred record, "" for none
+	}{
+		{"activate retries deactivation", lifecycle.BackendPIMActivate, roleReader, vaultScope, 10 * time.Minute,
+			func(pe *pimEnv, t *testing.T) bool { return pe.armActive(t, vaultScope, pipelineOID, roleReader) }, "retrying once"},
+		{"activate left to expire", lifecycle.BackendPIMActivate, roleReader, vaultScope, 5 * time.Minute,
+			func(pe *pimEnv, t *testing.T) bool { return pe.armActive(t, vaultScope, pipelineOID, roleReader) }, "leaves it to expire"},
+		{"assign removes early", lifecycle.BackendPIMAssign, roleReader, storageScope, 10 * time.Minute,
+			func(pe *pimEnv, t *testing.T) bool { return pe.armActive(t, storageScope, pipelineOID, roleReader) }, ""},
+		{"entra self activation", lifecycle.BackendEntraRole, entraGlobalReader, tenantRoot, 10 * time.Minute,
+			func(pe *pimEnv, t *testing.T) bool { return pe.entraActive(t, pipelineOID, entraGlobalReader) }, "retrying once"},
+		{"entra admin assignment", lifecycle.BackendEntraRole, entraAppAdmin, tenantRoot, 10 * time.Minute,
+			func(pe *pimEnv, t *testing.T) bool { return pe.entraActive(t, pipelineOID, entraAppAdmin) }, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := startPIMEnv(t)
+			r := pe.newPIMRun(t, pe.pimConfig(0))
+			p := pair(t, tc.role, tc.scope)
+			req := pe.pimRequest(t, tc.duration, p)
+			routed(t, r, req, tc.backend)
+			activeDuring := false
+			action := funcAction{name: "check", run: func(context.Context) (lifecycle.ActionResult, error) {
+				activeDuring = tc.active(pe, t)
+				return lifecycle.ActionResult{}, nil
+			}}
+			res, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), action, nil)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if !activeDuring {
+				t.Errorf("active during the action: got false; want true")
+			}
+			if tc.active(pe, t) {
+				t.Errorf("active after Run: got true; want false")
+			}
+			g := res.Grants[0]
+			if g.Backend != tc.backend {
+				t.Errorf("grant backend: got %q; want %q", g.Backend, tc.backend)
+			}
+			if !g.Created || !g.Verified || g.PreExisting {
+				t.Errorf("grant: created %v verified %v pre-existing %v; want true true false", g.Created, g.Verified, g.PreExisting)
+			}
+			if g.EndsAt.IsZero() {
+				t.Errorf("EndsAt: got zero; want the platform's end time")
+			}
+			records := r.records(t)
+			chosen := recordsOf(records, "backend")
+			if len(chosen) != 1 || chosen[0].Pairs[0].Backend != tc.backend || !strings.HasPrefix(chosen[0].Detail, tc.backend+": ") {
+				t.Errorf("backend records: got %+v; want one naming %s", chosen, tc.backend)
+			}
+			deferred := recordsOf(records, "revoke_deferred")
+			switch {
+			case tc.deferred == "" && len(deferred) != 0:
+				t.Errorf("revoke_deferred records: got %d; want none", len(deferred))
+			case tc.deferred != "" && (len(deferred) != 1 || !strings.Contains(deferred[0].Detail, tc.deferred)):
+				t.Errorf("revoke_deferred records: got %+v; want one containing %q", deferred, tc.deferred)
+			}
+		})
+	}
+}
+
+func TestAutoBackendBothWays(t *testing.T) {
+	pe := startPIMEnv(t)
+	r := pe.newPIMRun(t, pe.pimConfig(0))
+	eligible := pair(t, roleReader, vaultScope)
+	plain := pair(t, roleSecretsOfficer, vaultScope)
+	req := pe.pimRequest(t, 10*time.Minute, eligible, plain)
+	choices := routed(t, r, req, lifecycle.BackendAuto)
+	if choices[0].Backend != lifecycle.BackendPIMActivate || !strings.Contains(choices[0].Reason, "eligible schedule") {
+		t.Errorf("eligible pair: got %+v; want pim-activate for an eligible schedule", choices[0])
+	}
+	if choices[1].Backend != lifecycle.BackendRBAC || !strings.Contains(choices[1].Reason, "no eligible") {
+		t.Errorf("plain pair: got %+v; want rbac for no eligibility", choices[1])
+	}
+	res, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), noopAction, nil)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	for i, want := range []string{lifecycle.BackendPIMActivate, lifecycle.BackendRBAC} {
+		if got := res.Grants[i].Backend; got != want {
+			t.Errorf("grant %d backend: got %q; want %q", i, got, want)
+		}
+		if !res.Grants[i].Verified {
+			t.Errorf("grant %d verified: got false; want true", i)
+		}
+	}
+	if left := pe.temporaryAssignments(req.ID); len(left) != 0 {
+		t.Errorf("temporary assignments left: got %d; want 0", len(left))
+	}
+
+	// Another principal cannot self-activate, so auto picks rbac for it.
+	other := req
+	other.Principal = access.Principal{ID: otherSPOID, Type: access.PrincipalServicePrincipal}
+	choices, err = r.engine.ChooseBackends(context.Background(), other, lifecycle.BackendAuto)
+	if err != nil {
+		t.Fatalf("ChooseBackends: %v", err)
+	}
+	if choices[0].Backend != lifecycle.BackendRBAC {
+		t.Errorf("other principal: got %q; want rbac", choices[0].Backend)
+	}
+}
+
+func TestPIMPreflightRules(t *testing.T) {
+	pe := startPIMEnv(t)
+	tests := []struct {
+		name          string
+		backend       string
+		role, scope   string
+		duration      time.Duration
+		justification string
+		ticket        string
+		principal     access.Principal
+		approvalWait  time.Duration
+		check         string // the check expected
+		failed        bool   // true: it must refuse; false: a warning or pass
+		contains      []string
+	}{
+		{"duration over maximum", lifecycle.BackendPIMActivate, roleKVUser, demoGroup, 2 * time.Hour, "x", "CHG-1", access.Principal{},
+			0, "PIM policy ExpirationRule", true, []string{"2h", "1h", "Expiration_EndUser_Assignment"}},
+		{"duration under five minutes", lifecycle.BackendPIMActivate, roleReader, vaultScope, 4 * time.Minute, "x", "", access.Principal{},
+			0, "PIM policy ExpirationRule", true, []string{"4m", "5m"}},
+		{"missing justification", lifecycle.BackendPIMActivate, roleKVUser, demoGroup, 30 * time.Minute, "", "CHG-1", access.Principal{},
+			0, "PIM policy JustificationRule", true, []string{"justification"}},
+		{"missing ticket", lifecycle.BackendPIMActivate, roleKVUser, demoGroup, 30 * time.Minute, "x", "", access.Principal{},
+			0, "PIM policy TicketingRule", true, []string{"ticket", "--ticket"}},
+		{"mfa for workload identity", lifecycle.BackendPIMActivate, roleKVReader, demoGroup, 30 * time.Minute, "x", "", access.Principal{},
+			0, "PIM policy MfaRule", true, []string{"workload identity"}},
+		{"approval without wait", lifecycle.BackendPIMActivate, roleSecretsOfficer, storageScope, 30 * time.Minute, "x", "", access.Principal{},
+			0, lifecycle.CheckPIMApproval, true, []string{"Approval_EndUser_Assignment", "--pim-approval-wait"}},
+		{"approval with wait", lifecycle.BackendPIMActivate, roleSecretsOfficer, storageScope, 30 * time.Minute, "x", "", access.Principal{},
+			time.Hour, lifecycle.CheckPIMApproval, false, []string{"waits up to 1h"}},
+		{"not eligible", lifecycle.BackendPIMActivate, roleSecretsOfficer, vaultScope, 30 * time.Minute, "x", "", access.Principal{},
+			0, lifecycle.CheckPIMEligibility, true, []string{"no eligible assignment"}},
+		{"group cannot activate", lifecycle.BackendPIMActivate, roleContrib, demoGroup, 30 * time.Minute, "x", "",
+			access.Principal{ID: pimGroupOID, Type: access.PrincipalGroup}, 0, lifecycle.CheckPIMPrincipal, true, []string{"is a group"}},
+		{"another principal cannot activate", lifecycle.BackendPIMActivate, roleReader, vaultScope, 30 * time.Minute, "x", "",
+			access.Principal{ID: otherSPOID, Type: access.PrincipalServicePrincipal}, 0, lifecycle.CheckPIMPrincipal, true, []string{"not the caller"}},
+		{"assign over admin maximum", lifecycle.BackendPIMAssign, roleReader, storageScope, 200 * 24 * time.Hour, "x", "", access.Principal{},
+			0, "PIM policy ExpirationRule", true, []string{"4800h", "4320h", "Expiration_Admin_Assignment"}},
+		{"assign within policy", lifecycle.BackendPIMAssign, roleReader, storageScope, 30 * time.Minute, "x", "", access.Principal{},
+			0, lifecycle.CheckPIMPolicy, false, []string{"AdminAssign of 30m fits"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := pe.pimConfig(tc.approvalWait)
+			r := pe.newPIMRun(t, cfg)
+			req := pe.pimRequest(t, tc.duration, pair(t, tc.role, tc.scope))
+			req.Justification, req.Metadata.Ticket = tc.justification, tc.ticket
+			if tc.principal.ID != "" {
+				req.Principal = tc.principal
+			}
+			choices, err := r.engine.ChooseBackends(context.Background(), req, tc.backend)
+			if err != nil {
+				t.Fatalf("ChooseBackends: %v", err)
+			}
+			checks := r.engine.PreflightBackends(context.Background(), req, choices, cfg)
+			var found *lifecycle.Check
+			for i := range checks {
+				if checks[i].Name == tc.check {
+					found = &checks[i]
+				}
+			}
+			if found == nil {
+				t.Fatalf("checks %+v; want one named %q", checks, tc.check)
+			}
+			refused := !found.OK && !found.Warning
+			if refused != tc.failed {
+				t.Errorf("%s refused: got %v; want %v (%s)", tc.check, refused, tc.failed, found.Detail)
+			}
+			if failed := len(lifecycle.Failed(checks)) > 0; failed != tc.failed {
+				t.Errorf("request refused: got %v; want %v (%+v)", failed, tc.failed, lifecycle.Failed(checks))
+			}
+			for _, s := range tc.contains {
+				if !strings.Contains(found.Detail, s) {
+					t.Errorf("detail %q; want it to contain %q", found.Detail, s)
+				}
+			}
+		})
+	}
+}
+
+func TestPendingApprovalCanceledAtDeadline(t *testing.T) {
+	pe := startPIMEnv(t)
+	r := pe.newPIMRun(t, pe.pimConfig(200*time.Millisecond))
+	req := pe.pimRequest(t, 30*time.Minute, pair(t, roleSecretsOfficer, storageScope))
+	routed(t, r, req, lifecycle.BackendPIMActivate)
+	res, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), noopAction, nil)
+	if !errors.Is(err, lifecycle.ErrApprovalTimeout) {
+		t.Fatalf("Run: got %v; want ErrApprovalTimeout", err)
+	}
+	name := res.Grants[0].AssignmentName
+	got, gerr := pe.pim.GetRequest(context.Background(), storageScope, name)
+	if gerr != nil || got.Status != "Canceled" {
+		t.Errorf("request status: got %q (%v); want Canceled", got.Status, gerr)
+	}
+	polls := pe.rec.matching("GET", `(?i)roleAssignmentScheduleRequests/`+name+`$`)
+	if len(polls) < 2 {
+		t.Errorf("status polls: got %d; want at least 2", len(polls))
+	}
+
+	// A late approval grants nothing.
+	if _, aerr := pe.srv.ApprovePIMRequest(name); aerr == nil {
+		t.Errorf("late approval: got no error; want one")
+	}
+	if pe.armActive(t, storageScope, pipelineOID, roleSecretsOfficer) {
+		t.Errorf("active after a late approval: got true; want false")
+	}
+	if res.Grants[0].Created {
+		t.Errorf("grant created: got true; want false")
+	}
+}
+
+func TestPendingApprovalGrantedInTime(t *testing.T) {
+	pe := startPIMEnv(t)
+	r := pe.newPIMRun(t, pe.pimConfig(time.Hour))
+	req := pe.pimRequest(t, 30*time.Minute, pair(t, roleSecretsOfficer, storageScope))
+	routed(t, r, req, lifecycle.BackendPIMActivate)
+	name := lifecycle.PlanGrants(req, nil)[0].AssignmentName
+	approved := make(chan error, 1)
+	go func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			_, err := pe.srv.ApprovePIMRequest(name)
+			if err == nil || time.Now().After(deadline) {
+				approved <- err
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	res, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), noopAction, nil)
+	if aerr := <-approved; aerr != nil {
+		t.Fatalf("approve: %v", aerr)
+	}
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !res.Grants[0].Created || !res.Grants[0].Verified {
+		t.Errorf("grant: created %v verified %v; want both", res.Grants[0].Created, res.Grants[0].Verified)
+	}
+}
+
+func TestAdoptActiveAssignment(t *testing.T) {
+	tests := []struct {
+		name     string
+		existing time.Duration
+		adopted  bool
+	}{
+		{"long enough adopted", 2 * time.Hour, true},
+		{"too short rejected", 6 * time.Minute, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := startPIMEnv(t)
+			r := pe.newPIMRun(t, pe.pimConfig(0))
+			req := pe.pimRequest(t, 30*time.Minute, pair(t, roleReader, vaultScope))
+			activateByHand(t, pe, vaultScope, roleReader, tc.existing)
+			routed(t, r, req, lifecycle.BackendPIMActivate)
+			res, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), noopAction, nil)
+			g := res.Grants[0]
+			if tc.adopted {
+				if err != nil {
+					t.Fatalf("Run: %v", err)
+				}
+				if !g.PreExisting || g.Created || g.EndsAt.IsZero() {
+					t.Errorf("grant: pre-existing %v created %v ends %v; want true false set", g.PreExisting, g.Created, g.EndsAt)
+				}
+				if len(recordsOf(r.records(t), "adopt")) != 1 {
+					t.Errorf("adopt records: want 1")
+				}
+			} else {
+				if err == nil || !strings.Contains(err.Error(), "already active") {
+					t.Fatalf("Run: got %v; want an error saying the role is already active", err)
+				}
+			}
+			// Elevate never ends an assignment it did not make.
+			if !pe.armActive(t, vaultScope, pipelineOID, roleReader) {
+				t.Errorf("existing activation after Run: got inactive; want active")
+			}
+		})
+	}
+}
+
+// activateByHand activates the pipeline's eligibility outside Elevate.
+func activateByHand(t *testing.T, pe *pimEnv, scope, role string, d time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	roleID := "/subscriptions/" + demoSubscription + "/providers/Microsoft.Authorization/roleDefinitions/" + role
+	elig, err := pe.pim.FindEligibility(ctx, scope, pipelineOID, roleID)
+	if err != nil {
+		t.Fatalf("FindEligibility: %v", err)
+	}
+	_, err = pe.pim.Request(ctx, scope, "0a000000-0000-4000-8000-000000000001", azureSelfActivate(roleID, elig.ID, d, pe.clock.Now()))
+	if err != nil {
+		t.Fatalf("activate by hand: %v", err)
+	}
+}
+
+func TestSelfActivationRefusedForOthers(t *testing.T) {
+	tests := []struct {
+		name      string
+		principal access.Principal
+		backend   string
+		role      string
+		scope     string
+		contains  string
+	}{
+		{"another service principal", access.Principal{ID: otherSPOID, Type: access.PrincipalServicePrincipal},
+			lifecycle.BackendPIMActivate, roleReader, vaultScope, "not the caller"},
+		{"a group", access.Principal{ID: pimGroupOID, Type: access.PrincipalGroup},
+			lifecycle.BackendPIMActivate, roleContrib, demoGroup, "is a group"},
+		{"entra for a group", access.Principal{ID: pimGroupOID, Type: access.PrincipalGroup},
+			lifecycle.BackendEntraRole, entraGlobalReader, tenantRoot, "is a group"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := startPIMEnv(t)
+			cfg := pe.pimConfig(0)
+			if tc.backend == lifecycle.BackendEntraRole {
+				cfg.EntraMode = lifecycle.EntraSelfActivate
+			}
+			r := pe.newPIMRun(t, cfg)
+			req := pe.pimRequest(t, 30*time.Minute, pair(t, tc.role, tc.scope))
+			req.Principal = tc.principal
+			routed(t, r, req, tc.backend)
+			_, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), noopAction, nil)
+			if !errors.Is(err, lifecycle.ErrGrant) || !strings.Contains(err.Error(), tc.contains) {
+				t.Fatalf("Run: got %v; want ErrGrant containing %q", err, tc.contains)
+			}
+			if n := len(pe.rec.matching("PUT", `roleAssignmentScheduleRequests/`)) + len(pe.rec.matching("POST", `roleAssignmentScheduleRequests$`)); n != 0 {
+				t.Errorf("schedule requests sent: got %d; want 0", n)
+			}
+		})
+	}
+}
+
+func TestAssignEndsWithoutElevate(t *testing.T) {
+	pe := startPIMEnv(t)
+	r := pe.newPIMRun(t, pe.pimConfig(0))
+	req := pe.pimRequest(t, 10*time.Minute, pair(t, roleReader, storageScope))
+	routed(t, r, req, lifecycle.BackendPIMAssign)
+	grants := lifecycle.PlanGrants(req, r.roles(t, req.Pairs))
+	if err := r.engine.GrantAll(context.Background(), req, grants); err != nil {
+		t.Fatalf("GrantAll: %v", err)
+	}
+	// Elevate "crashes" here: no Remove ever runs.
+	g := grants[0]
+	if want := pe.clock.Now().Add(10 * time.Minute); !g.EndsAt.Equal(want) {
+		t.Errorf("EndsAt: got %s; want %s", g.EndsAt, want)
+	}
+	if !pe.armActive(t, storageScope, pipelineOID, roleReader) {
+		t.Fatalf("active after grant: got false; want true")
+	}
+	pe.clock.Advance(g.EndsAt.Sub(pe.clock.Now()) - time.Second)
+	if !pe.armActive(t, storageScope, pipelineOID, roleReader) {
+		t.Errorf("active a second before the deadline: got false; want true")
+	}
+	pe.clock.Advance(2 * time.Second)
+	if pe.armActive(t, storageScope, pipelineOID, roleReader) {
+		t.Errorf("active after the deadline: got true; want false")
+	}
+	for _, a := range pe.srv.RoleAssignments() {
+		if strings.EqualFold(a.PrincipalID, pipelineOID) && strings.EqualFold(a.Scope, storageScope) {
+			t.Errorf("role assignment %s still live after the deadline", a.Name)
+		}
+	}
+	exists, err := r.engine.Backend(lifecycle.BackendPIMAssign).Exists(context.Background(), g)
+	if err != nil || exists {
+		t.Errorf("Exists after the deadline: got %v, %v; want false, nil", exists, err)
+	}
+}

@@ -1,0 +1,245 @@
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/azure"
+)
+
+// PIM pre-flight checks, by name.
+const (
+	CheckBackend        = "backend"
+	CheckPIMPolicy      = "PIM policy"
+	CheckPIMApproval    = "PIM approval"
+	CheckPIMEligibility = "PIM eligibility"
+	CheckPIMPrincipal   = "PIM principal"
+)
+
+// PreflightBackends runs Preflight on the pairs that make Azure role
+// assignments and adds, per pair, the backend chosen and why, and the
+// checks of its PIM backend: principal, eligibility and the rules of the
+// role management policy. A pim-activate pair needs no right to write role
+// assignments, so the caller's permission check is left out for scopes
+// where every pair activates.
+func (e *Engine) PreflightBackends(ctx context.Context, req access.Request, choices []Choice, cfg PIMConfig) []Check {
+	if err := cfg.CheckAndSetDefaults(); err != nil {
+		return []Check{{Name: CheckBackend, Detail: err.Error()}}
+	}
+	armReq := req
+	armReq.Pairs = nil
+	needsWrite := map[string]bool{}
+	for i, p := range req.Pairs {
+		if choices[i].Backend == BackendEntraRole {
+			continue
+		}
+		armReq.Pairs = append(armReq.Pairs, p)
+		needsWrite[p.Scope.Key()] = needsWrite[p.Scope.Key()] || choices[i].Backend != BackendPIMActivate
+	}
+	var checks []Check
+	if len(armReq.Pairs) > 0 {
+		for _, c := range e.Preflight(ctx, armReq) {
+			if c.Name == CheckPermissions && !needsWrite[strings.ToLower(c.Scope)] {
+				continue
+			}
+			checks = append(checks, c)
+		}
+	}
+	for i, p := range req.Pairs {
+		c := choices[i]
+		checks = append(checks, Check{Name: CheckBackend, Scope: p.Scope.String(), OK: true,
+			Detail: fmt.Sprintf("pair %d, role %s: %s (%s)", i+1, p.RoleID, c.Backend, c.Reason)})
+		checks = append(checks, e.backendChecks(ctx, req, p, c.Backend, cfg)...)
+	}
+	return checks
+}
+
+// backendChecks returns the PIM checks of one pair.
+func (e *Engine) backendChecks(ctx context.Context, req access.Request, p access.Pair, backend string, cfg PIMConfig) []Check {
+	scope := p.Scope.String()
+	self := strings.EqualFold(req.Principal.ID, e.callerID)
+	if (backend == BackendPIMActivate || backend == BackendPIMAssign) && cfg.PIM == nil ||
+		backend == BackendEntraRole && cfg.Graph == nil {
+		return []Check{{Name: CheckBackend, Scope: scope, Detail: "backend " + backend + " has no client configured"}}
+	}
+	switch backend {
+	case BackendPIMActivate:
+		if err := e.selfActivation(req); err != nil {
+			return []Check{{Name: CheckPIMPrincipal, Scope: scope, Detail: err.Error()}}
+		}
+		checks := []Check{e.checkEligibility(ctx, req, p, cfg)}
+		return append(checks, e.policyChecks(ctx, req, p, azure.RequestSelfActivate, cfg)...)
+	case BackendPIMAssign:
+		if !self {
+			return []Check{notSelfCheck(scope, backend)}
+		}
+		return e.policyChecks(ctx, req, p, azure.RequestAdminAssign, cfg)
+	case BackendEntraRole:
+		return e.entraChecks(ctx, req, p, cfg)
+	}
+	return nil
+}
+
+// notSelfCheck rejects a PIM assignment for another principal. The
+// engine's effectiveness check then reads back a role assignment by
+// Elevate's deterministic name, which PIM does not use, so the wait could
+// only time out.
+func notSelfCheck(scope, backend string) Check {
+	return Check{Name: CheckPIMPrincipal, Scope: scope, Detail: fmt.Sprintf(
+		"%s can grant only the caller itself for now, because the effectiveness check cannot find a PIM-made assignment for another principal; "+
+			"sign in as the principal, or use --backend rbac", backend)}
+}
+
+func (e *Engine) checkEligibility(ctx context.Context, req access.Request, p access.Pair, cfg PIMConfig) Check {
+	c := Check{Name: CheckPIMEligibility, Scope: p.Scope.String()}
+	elig, err := cfg.PIM.FindEligibility(ctx, c.Scope, req.Principal.ID, RoleDefinitionID(p.Scope, p.RoleID))
+	switch {
+	case err == nil:
+		c.OK = true
+		c.Detail = fmt.Sprintf("eligible schedule %s, until %s", elig.Name, endLabel(elig.End))
+		if !elig.End.IsZero() && elig.End.Before(e.clock.Now().Add(req.Duration)) {
+			c.OK = false
+			c.Detail = fmt.Sprintf("the eligibility ends at %s, before the requested window ends; ask an administrator to extend it, or request less",
+				elig.End.UTC().Format("2006-01-02T15:04:05Z"))
+		}
+	case errors.Is(err, azure.ErrNotFound):
+		c.Detail = fmt.Sprintf("principal %s has no eligible assignment of role %s at exactly this scope; "+
+			"an administrator must make it eligible first, or use --backend rbac", req.Principal.ID, p.RoleID)
+	default:
+		c.Warning = true
+		c.Detail = "could not read eligibilities: " + shortError(err)
+	}
+	return c
+}
+
+// policyChecks compares the request with the role management policy
+// before anyone is asked to approve it. Each failed rule is its own check
+// naming the rule and both values.
+func (e *Engine) policyChecks(ctx context.Context, req access.Request, p access.Pair, requestType string, cfg PIMConfig) []Check {
+	scope := p.Scope.String()
+	policy, err := cfg.PIM.Policy(ctx, scope, RoleDefinitionID(p.Scope, p.RoleID))
+	if err != nil {
+		return []Check{{Name: CheckPIMPolicy, Scope: scope, Warning: true,
+			Detail: "could not read the role management policy, so PIM may still reject the request: " + shortError(err)}}
+	}
+	sr := azure.ScheduleRequest{
+		RequestType:   requestType,
+		Justification: req.Justification,
+		Start:         e.clock.Now(),
+	}
+	if requestType == azure.RequestSelfActivate {
+		sr.Duration = req.Duration
+	} else {
+		sr.End = sr.Start.Add(req.Duration)
+	}
+	if req.Metadata.Ticket != "" {
+		sr.TicketNumber, sr.TicketSystem = req.Metadata.Ticket, cfg.TicketSystem
+	}
+	return policyResult(scope, req, policy, sr, cfg)
+}
+
+// policyResult turns RolePolicy.Check into checks, one per failed rule.
+func policyResult(scope string, req access.Request, policy azure.RolePolicy, sr azure.ScheduleRequest, cfg PIMConfig) []Check {
+	var checks []Check
+	err := policy.Check(sr)
+	var pe *azure.PolicyError
+	switch {
+	case errors.As(err, &pe):
+		for i, rule := range pe.Rules {
+			c := Check{Name: CheckPIMPolicy + " " + rule, Scope: scope, Detail: pe.Details[i]}
+			if rule == "TicketingRule" && req.Metadata.Ticket == "" {
+				c.Detail += "; pass --ticket"
+			}
+			// A user may sign in with MFA; a workload identity never can.
+			if rule == "MfaRule" && strings.EqualFold(req.Principal.Type, access.PrincipalUser) {
+				c.Warning = true
+				c.Detail = "the policy requires multi-factor authentication on activation; the caller's sign-in must include it"
+			}
+			checks = append(checks, c)
+		}
+	case err != nil:
+		checks = append(checks, Check{Name: CheckPIMPolicy + " ExpirationRule", Scope: scope, Detail: err.Error()})
+	default:
+		checks = append(checks, Check{Name: CheckPIMPolicy, Scope: scope, OK: true,
+			Detail: fmt.Sprintf("%s of %s fits the policy (maximum %s)", sr.RequestType, shortDur(req.Duration), maxLabel(policy, sr.RequestType))})
+	}
+	// NOTE: azure.RolePolicy does not carry the authentication context rule
+	// (AuthenticationContext_EndUser_Assignment), so a role that requires
+	// one passes here and PIM rejects the activation.
+	if sr.RequestType == azure.RequestSelfActivate && policy.ApprovalRequired {
+		c := Check{Name: CheckPIMApproval, Scope: scope}
+		if cfg.ApprovalWait > 0 {
+			c.OK, c.Warning = true, true
+			c.Detail = fmt.Sprintf("the policy requires a PIM approver for each activation (Approval_EndUser_Assignment); "+
+				"the grant waits up to %s for one, then cancels the activation", shortDur(cfg.ApprovalWait))
+		} else {
+			c.Detail = "the policy requires a PIM approver for each activation (Approval_EndUser_Assignment), and --pim-approval-wait is 0; " +
+				"set --pim-approval-wait to wait for one, remove the approval from the role's policy, or use --backend pim-assign or rbac"
+		}
+		checks = append(checks, c)
+	}
+	return checks
+}
+
+func maxLabel(p azure.RolePolicy, requestType string) string {
+	m := p.AdminMaxDuration
+	if requestType == azure.RequestSelfActivate {
+		m = p.MaxDuration
+	}
+	if m == 0 {
+		return "none"
+	}
+	return shortDur(m)
+}
+
+// entraChecks checks an entra-role pair. Graph's role management policies
+// are not read by this client, so only the principal and eligibility are
+// checked before the request.
+func (e *Engine) entraChecks(ctx context.Context, req access.Request, p access.Pair, cfg PIMConfig) []Check {
+	c := Check{Name: CheckPIMEligibility, Scope: cfg.DirectoryScope}
+	mode := cfg.EntraMode
+	if mode == "" && cfg.Graph != nil && strings.EqualFold(req.Principal.ID, e.callerID) {
+		_, err := cfg.Graph.FindEligibility(ctx, req.Principal.ID, p.RoleID, cfg.DirectoryScope)
+		switch {
+		case err == nil:
+			mode = EntraSelfActivate
+		case !errors.Is(err, azure.ErrNotFound):
+			c.Warning = true
+			c.Detail = "could not read Entra eligibilities: " + shortError(err)
+			return []Check{c}
+		}
+	}
+	if mode == "" {
+		mode = EntraAdminAssign
+	}
+	if mode == EntraSelfActivate {
+		if err := e.selfActivation(req); err != nil {
+			return []Check{{Name: CheckPIMPrincipal, Scope: cfg.DirectoryScope, Detail: err.Error()}}
+		}
+	}
+	c.OK = true
+	c.Detail = fmt.Sprintf("Entra role %s at directory scope %q by %s", p.RoleID, cfg.DirectoryScope, mode)
+	checks := []Check{c}
+	if mode == EntraAdminAssign && !strings.EqualFold(req.Principal.ID, e.callerID) {
+		checks = append(checks, notSelfCheck(cfg.DirectoryScope, BackendEntraRole))
+	}
+	// NOTE: the Graph client reads no Entra role management policy, so
+	// maximum duration, ticket, MFA and approval rules are found only when
+	// Graph rejects the request.
+	return append(checks, Check{Name: CheckPIMPolicy, Scope: cfg.DirectoryScope, OK: true, Warning: true,
+		Detail: "the Entra role's PIM policy is not read before the request; Graph reports any rule it breaks when the grant is made"})
+}
+
+func shortDur(d interface{ String() string }) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
