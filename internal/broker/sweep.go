@@ -15,9 +15,15 @@ const claimFor = 30 * time.Second
 
 // Run reconciles the store with Azure once, then sweeps until ctx ends.
 func (s *Service) Run(ctx context.Context) error {
+	s.Reconcile(ctx)
+	return s.Sweep(ctx)
+}
+
+// Sweep calls SweepOnce every SweepInterval until ctx ends. A server that
+// reports readiness calls Reconcile first itself, then Sweep.
+func (s *Service) Sweep(ctx context.Context) error {
 	s.log.InfoContext(ctx, "sweeper started", "interval", s.cfg.SweepInterval)
 	defer s.log.Info("sweeper stopped")
-	s.Reconcile(ctx)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
