@@ -126,13 +126,22 @@ func applyPlan(ctx context.Context, streams Streams, sess *session, o *elevateOp
 	for _, r := range roles {
 		byID[r.GUID] = r
 	}
-	action, probers, err := makeAction(prepared{req: req, roles: byID})
+	// The plan carries the backend the approver saw; apply uses it as is.
+	bo, fixed, err := planBackend(pl.Table, len(req.Pairs))
+	if err != nil {
+		return res, err
+	}
+	choices, _, err := sess.addBackends(ctx, engine, bo, req, fixed)
+	if err != nil {
+		return res, err
+	}
+	action, probers, err := makeAction(prepared{req: req, roles: byID, choices: choices})
 	if err != nil {
 		return res, err
 	}
 	res, runErr := engine.Run(ctx, req, byID, action, probers)
 	prog.Done()
-	if err := reportResult(streams, o.Output, summarize(res, runErr, log.Head())); err != nil {
+	if err := reportResult(streams, o.Output, withReasons(summarize(res, runErr, log.Head()), choices)); err != nil {
 		return res, err
 	}
 	return res, runErr

@@ -14,6 +14,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/audit"
 	"github.com/elevate-dev/elevate/internal/emulator"
+	"github.com/elevate-dev/elevate/internal/lifecycle"
 )
 
 func init() { commands = append(commands, newDemoCommand) }
@@ -31,6 +32,7 @@ type demoOptions struct {
 	PropagationDelay time.Duration
 	AuditLog         string
 	Output           string
+	Backend          string
 }
 
 func newDemoCommand(streams Streams) *cobra.Command {
@@ -42,7 +44,9 @@ func newDemoCommand(streams Streams) *cobra.Command {
 render the approval table for two role x resource pairs, grant a temporary
 Key Vault Secrets Officer and Reader assignment, wait out the emulated RBAC
 propagation delay, rotate and validate a secret, revoke, verify the removal,
-and write and verify the audit log. Needs no Azure tenant and no network.`,
+and write and verify the audit log. Needs no Azure tenant and no network.
+With --backend pim-assign the grant is a time-bound PIM assignment that
+Azure would end by itself at the deadline, and Elevate removes it early.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), streams, o)
@@ -52,10 +56,14 @@ and write and verify the audit log. Needs no Azure tenant and no network.`,
 	fs.DurationVar(&o.PropagationDelay, "propagation-delay", 1500*time.Millisecond, "emulated RBAC propagation delay")
 	fs.StringVar(&o.AuditLog, "audit-log", "", "audit log file (default: audit.jsonl in a new temporary directory)")
 	fs.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text or json")
+	fs.StringVar(&o.Backend, "backend", lifecycle.BackendRBAC, "grant backend of the walkthrough: rbac or pim-assign")
 	return cmd
 }
 
 func runDemo(ctx context.Context, streams Streams, o demoOptions) error {
+	if o.Backend != lifecycle.BackendRBAC && o.Backend != lifecycle.BackendPIMAssign {
+		return &UsageError{fmt.Errorf("invalid --backend %q for the demo: use rbac or pim-assign", o.Backend)}
+	}
 	if o.AuditLog == "" {
 		dir, err := os.MkdirTemp("", "elevate-demo-")
 		if err != nil {
@@ -109,11 +117,12 @@ func runDemo(ctx context.Context, streams Streams, o demoOptions) error {
 
 	eo := &elevateOptions{
 		requestOptions: requestOptions{
-			Roles:         []string{"Key Vault Secrets Officer", "Reader"},
-			Scopes:        []string{vaultID, storageID},
-			Duration:      15 * time.Minute,
-			Justification: "demo: rotate the payments database password",
-			Ticket:        "CHG-1042",
+			Roles:          []string{"Key Vault Secrets Officer", "Reader"},
+			Scopes:         []string{vaultID, storageID},
+			Duration:       15 * time.Minute,
+			Justification:  "demo: rotate the payments database password",
+			Ticket:         "CHG-1042",
+			backendOptions: backendOptions{Backend: o.Backend},
 		},
 		Output:   o.Output,
 		AuditLog: o.AuditLog,
@@ -139,9 +148,15 @@ func runDemo(ctx context.Context, streams Streams, o demoOptions) error {
 // demoVerify proves the end state: no assignment of the run is left in the
 // emulator, and the audit chain verifies.
 func demoVerify(streams Streams, srv *emulator.Server, principalID string, o demoOptions) error {
+	// PIM names its assignments itself and writes no description, so
+	// anything of the principal's beyond the seed counts as left over.
+	seeded := map[string]bool{}
+	for _, a := range emulator.DefaultSeed().RoleAssignments {
+		seeded[strings.ToLower(a.Name)] = true
+	}
 	left := 0
 	for _, a := range srv.RoleAssignments() {
-		if strings.EqualFold(a.PrincipalID, principalID) && strings.HasPrefix(a.Description, "elevate request") {
+		if strings.EqualFold(a.PrincipalID, principalID) && !seeded[strings.ToLower(a.Name)] {
 			left++
 		}
 	}

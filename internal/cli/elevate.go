@@ -63,6 +63,9 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	if err != nil {
 		return res, err
 	}
+	if err := checkPIMPreflight(ctx, engine, p); err != nil {
+		return res, err
+	}
 	action, probers, err := makeAction(p)
 	if err != nil {
 		return res, err
@@ -73,7 +76,7 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	}
 	res, runErr := engine.Run(ctx, p.req, p.roles, action, probers)
 	prog.Done()
-	if err := reportResult(streams, o.Output, summarize(res, runErr, log.Head())); err != nil {
+	if err := reportResult(streams, o.Output, withReasons(summarize(res, runErr, log.Head()), p.choices)); err != nil {
 		return res, err
 	}
 	return res, runErr
@@ -106,6 +109,7 @@ type grantSummary struct {
 	Revoked      bool   `json:"revoked"`
 	Verified     bool   `json:"verified"`
 	RevokeError  string `json:"revoke_error,omitempty"`
+	grantBackend
 }
 
 func summarize(res lifecycle.Result, runErr error, auditHead string) summary {
@@ -128,6 +132,7 @@ func summarize(res lifecycle.Result, runErr error, auditHead string) summary {
 			Role: g.RoleName, RoleID: g.Pair.RoleID, Scope: g.Pair.Scope.String(),
 			AssignmentID: g.AssignmentID, PreExisting: g.PreExisting, Created: g.Created,
 			Revoked: g.Revoked, Verified: g.Verified, RevokeError: g.RevokeError,
+			grantBackend: grantBackend{Backend: backendOrDefault(g.Backend, lifecycle.BackendRBAC), EndsAt: g.EndsAt},
 		})
 	}
 	return s
@@ -178,6 +183,9 @@ func printResult(w io.Writer, format string, s summary) error {
 			state = "not granted"
 		}
 		fmt.Fprintf(w, "  %-32s %s\n    %s\n", g.Role, state, g.Scope)
+		if g.Backend != lifecycle.BackendRBAC {
+			fmt.Fprintf(w, "    backend %s%s\n", g.Backend, endsLabel(g.EndsAt))
+		}
 	}
 	fmt.Fprintf(w, "  time to grant %dms, to effective %dms, held %dms\n",
 		s.Durations.GrantMS, s.Durations.EffectiveMS, s.Durations.HeldMS)

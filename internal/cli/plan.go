@@ -64,11 +64,12 @@ Nothing is granted.`,
 
 func runPlan(ctx context.Context, streams Streams, sess *session, o *planOptions) error {
 	engine := lifecycle.New(lifecycle.Config{ARM: sess.rbac, CallerID: sess.caller.ObjectID, Logger: sess.log})
+	o.planning = true
 	p, err := sess.prepare(ctx, &o.requestOptions, streams, engine)
 	if err != nil {
 		return err
 	}
-	checks := engine.Preflight(ctx, p.req)
+	checks := preflight(ctx, engine, p)
 	pairs := make([]plan.Pair, len(p.req.Pairs))
 	for i, g := range lifecycle.PlanGrants(p.req, p.roles) {
 		pairs[i] = plan.Pair{RoleID: g.Pair.RoleID, RoleName: g.RoleName, RoleDefinitionID: g.RoleDefinitionID,

@@ -27,6 +27,7 @@ type requestOptions struct {
 	Ticket        string
 	PullRequest   string
 	RequestID     string
+	backendOptions
 }
 
 func (o *requestOptions) bind(fs *pflag.FlagSet) {
@@ -40,6 +41,7 @@ func (o *requestOptions) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Ticket, "ticket", "", "change or incident ticket id")
 	fs.StringVar(&o.PullRequest, "pr", "", "pull request number (default: from GITHUB_REF)")
 	fs.StringVar(&o.RequestID, "request-id", "", "request id, a UUID (default: a new random one)")
+	o.backendOptions.bind(fs)
 }
 
 // parsed is a request whose pairs still carry role references, not GUIDs:
@@ -52,6 +54,9 @@ type parsed struct {
 // parse checks the flags that need no Azure call.
 func (o *requestOptions) parse() (parsed, error) {
 	var p parsed
+	if err := o.backendOptions.check(); err != nil {
+		return p, err
+	}
 	if len(o.Roles) == 0 {
 		return p, &UsageError{fmt.Errorf("missing --role: name at least one role, for example --role \"Key Vault Secrets Officer\"")}
 	}

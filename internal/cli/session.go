@@ -28,6 +28,9 @@ type session struct {
 	rbac   *azure.RBAC
 	caller azure.Caller
 	log    *slog.Logger
+	// graphEndpoint overrides Microsoft Graph for entra-role, from
+	// ELEVATE_GRAPH_ENDPOINT; empty means public Graph.
+	graphEndpoint string
 }
 
 // retryOptions make the SDK retry 429 and 5xx answers and dropped connections
@@ -52,7 +55,12 @@ func newSession(ctx context.Context, streams Streams) (*session, error) {
 	if err != nil {
 		return nil, &UsageError{err}
 	}
-	return connect(ctx, env, client, cred, newLogger(streams))
+	sess, err := connect(ctx, env, client, cred, newLogger(streams))
+	if err != nil {
+		return nil, err
+	}
+	sess.graphEndpoint = streams.getenv("ELEVATE_GRAPH_ENDPOINT")
+	return sess, nil
 }
 
 // connect finishes a session for an already built credential.
@@ -83,11 +91,20 @@ type prepared struct {
 	req   access.Request
 	roles map[string]lifecycle.Role
 	table approval.Table
+	// choices holds each pair's backend and why; pimCfg configures them.
+	choices []lifecycle.Choice
+	pimCfg  lifecycle.PIMConfig
 }
 
 // prepare turns request flags into a validated request and its approval table.
 func (s *session) prepare(ctx context.Context, o *requestOptions, streams Streams, engine *lifecycle.Engine) (prepared, error) {
 	var out prepared
+	if o.Backend == lifecycle.BackendEntraRole {
+		if len(o.Scopes) > 0 {
+			return out, &UsageError{errNoEntraScope}
+		}
+		o.Scopes = o.entraScopes(s.caller.TenantID)
+	}
 	p, err := o.parse()
 	if err != nil {
 		return out, err
@@ -133,6 +150,10 @@ func (s *session) prepare(ctx context.Context, o *requestOptions, streams Stream
 		return out, err
 	}
 	out.table = engine.Describe(ctx, out.req, out.roles)
+	if out.choices, out.pimCfg, err = s.addBackends(ctx, engine, o.backendOptions, out.req, nil); err != nil {
+		return out, err
+	}
+	out.table.Backend = backendLabel(o.backendOptions, out.choices)
 	return out, nil
 }
 

@@ -83,6 +83,10 @@ type PIMConfig struct {
 	// TicketSystem is sent with the request's ticket number, because PIM's
 	// ticketing rule needs both. Default "Elevate".
 	TicketSystem string
+	// Planning marks a caller that only plans for the principal, which
+	// signs in itself to apply, as in workflow mode. Choices and checks
+	// then do not require the principal to be the caller; Grant still does.
+	Planning bool
 }
 
 // CheckAndSetDefaults rejects invalid settings and fills in defaults.
@@ -144,9 +148,9 @@ type Choice struct {
 
 // ChooseBackends returns one choice per pair of req, in order. For a named
 // backend every pair gets it. For auto a pair gets pim-activate when the
-// principal is the caller and holds an eligible schedule for exactly that
-// role and scope, else rbac; a failed eligibility lookup is an error rather
-// than a silent fall back to rbac.
+// principal holds an eligible schedule for exactly that role and scope and
+// is the caller (or the caller is planning for it), else rbac; a failed
+// eligibility lookup is an error rather than a silent fall back to rbac.
 func (e *Engine) ChooseBackends(ctx context.Context, req access.Request, name string) ([]Choice, error) {
 	choices := make([]Choice, len(req.Pairs))
 	if name == "" {
@@ -161,15 +165,15 @@ func (e *Engine) ChooseBackends(ctx context.Context, req access.Request, name st
 		}
 		return choices, nil
 	}
-	self := strings.EqualFold(req.Principal.ID, e.callerID)
+	activate, ok := e.backends[BackendPIMActivate].(*pimActivateBackend)
+	if !ok {
+		return nil, errors.New("backend auto needs the PIM client to look up eligibilities; call AddPIM first")
+	}
+	self := strings.EqualFold(req.Principal.ID, e.callerID) || activate.cfg.Planning
 	for i, p := range req.Pairs {
-		if !self {
-			choices[i] = Choice{Backend: BackendRBAC, Reason: "auto: the principal is not the caller, and only the principal itself can activate a PIM eligibility"}
+		if !self || strings.EqualFold(req.Principal.Type, access.PrincipalGroup) {
+			choices[i] = Choice{Backend: BackendRBAC, Reason: "auto: only the principal itself, and never a group, can activate a PIM eligibility, and the caller is another identity"}
 			continue
-		}
-		activate, ok := e.backends[BackendPIMActivate].(*pimActivateBackend)
-		if !ok {
-			return nil, errors.New("backend auto needs the PIM client to look up eligibilities; call AddPIM first")
 		}
 		elig, err := activate.pim.FindEligibility(ctx, p.Scope.String(), req.Principal.ID, RoleDefinitionID(p.Scope, p.RoleID))
 		switch {
@@ -348,13 +352,18 @@ func checkDecided(label, status string) error {
 }
 
 // selfActivation rejects a self-activation that PIM would reject: only the
-// principal itself may activate, and a group cannot.
+// principal itself may activate, and a group cannot. A planning caller
+// skips the first rule, which apply checks.
 func (e *Engine) selfActivation(req access.Request) error {
+	return e.selfActivationPlanned(req, false)
+}
+
+func (e *Engine) selfActivationPlanned(req access.Request, planning bool) error {
 	if strings.EqualFold(req.Principal.Type, access.PrincipalGroup) {
 		return fmt.Errorf("principal %s is a group, and a group cannot activate a PIM role for itself; "+
 			"activate as a member, or use --backend pim-assign", req.Principal.ID)
 	}
-	if !strings.EqualFold(req.Principal.ID, e.callerID) {
+	if !planning && !strings.EqualFold(req.Principal.ID, e.callerID) {
 		return fmt.Errorf("principal %s is not the caller %s, and a PIM self-activation must come from the principal itself; "+
 			"sign in as the principal, or use --backend pim-assign", req.Principal.ID, e.callerID)
 	}

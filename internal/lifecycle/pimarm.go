@@ -76,16 +76,25 @@ func (b *pimAssignBackend) Grant(ctx context.Context, req access.Request, g *Gra
 	})
 }
 
-// Remove ends the assignment early with AdminRemove.
+// Remove ends the assignment early with AdminRemove. PIM refuses to remove
+// any assignment within five minutes of its start, as it does a
+// deactivation, so the same retry or leave-to-expire rule applies.
 func (b *pimAssignBackend) Remove(ctx context.Context, req access.Request, g *Grant) error {
-	_, err := b.pim.ActiveInstance(ctx, g.Pair.Scope.String(), req.Principal.ID, g.RoleDefinitionID)
+	scope := g.Pair.Scope.String()
+	inst, err := b.pim.ActiveInstance(ctx, scope, req.Principal.ID, g.RoleDefinitionID)
 	if errors.Is(err, azure.ErrNotFound) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	return b.remove(ctx, req, g, azure.RequestAdminRemove, 1)
+	return b.e.deactivate(ctx, req, g, deactivation{
+		label: fmt.Sprintf("the assignment of %s at %s", g.RoleName, scope),
+		inst:  inst,
+		send: func(ctx context.Context, try int) error {
+			return b.remove(ctx, req, g, azure.RequestAdminRemove, try)
+		},
+	})
 }
 
 // request sends the grant's schedule request, waits for its decision and

@@ -60,14 +60,14 @@ func (e *Engine) PreflightBackends(ctx context.Context, req access.Request, choi
 // backendChecks returns the PIM checks of one pair.
 func (e *Engine) backendChecks(ctx context.Context, req access.Request, p access.Pair, backend string, cfg PIMConfig) []Check {
 	scope := p.Scope.String()
-	self := strings.EqualFold(req.Principal.ID, e.callerID)
+	self := strings.EqualFold(req.Principal.ID, e.callerID) || cfg.Planning
 	if (backend == BackendPIMActivate || backend == BackendPIMAssign) && cfg.PIM == nil ||
 		backend == BackendEntraRole && cfg.Graph == nil {
 		return []Check{{Name: CheckBackend, Scope: scope, Detail: "backend " + backend + " has no client configured"}}
 	}
 	switch backend {
 	case BackendPIMActivate:
-		if err := e.selfActivation(req); err != nil {
+		if err := e.selfActivationPlanned(req, cfg.Planning); err != nil {
 			return []Check{{Name: CheckPIMPrincipal, Scope: scope, Detail: err.Error()}}
 		}
 		checks := []Check{e.checkEligibility(ctx, req, p, cfg)}
@@ -201,7 +201,8 @@ func maxLabel(p azure.RolePolicy, requestType string) string {
 func (e *Engine) entraChecks(ctx context.Context, req access.Request, p access.Pair, cfg PIMConfig) []Check {
 	c := Check{Name: CheckPIMEligibility, Scope: cfg.DirectoryScope}
 	mode := cfg.EntraMode
-	if mode == "" && cfg.Graph != nil && strings.EqualFold(req.Principal.ID, e.callerID) {
+	self := strings.EqualFold(req.Principal.ID, e.callerID) || cfg.Planning
+	if mode == "" && cfg.Graph != nil && self {
 		_, err := cfg.Graph.FindEligibility(ctx, req.Principal.ID, p.RoleID, cfg.DirectoryScope)
 		switch {
 		case err == nil:
@@ -216,14 +217,14 @@ func (e *Engine) entraChecks(ctx context.Context, req access.Request, p access.P
 		mode = EntraAdminAssign
 	}
 	if mode == EntraSelfActivate {
-		if err := e.selfActivation(req); err != nil {
+		if err := e.selfActivationPlanned(req, cfg.Planning); err != nil {
 			return []Check{{Name: CheckPIMPrincipal, Scope: cfg.DirectoryScope, Detail: err.Error()}}
 		}
 	}
 	c.OK = true
 	c.Detail = fmt.Sprintf("Entra role %s at directory scope %q by %s", p.RoleID, cfg.DirectoryScope, mode)
 	checks := []Check{c}
-	if mode == EntraAdminAssign && !strings.EqualFold(req.Principal.ID, e.callerID) {
+	if mode == EntraAdminAssign && !self {
 		checks = append(checks, notSelfCheck(cfg.DirectoryScope, BackendEntraRole))
 	}
 	// NOTE: the Graph client reads no Entra role management policy, so
