@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,9 +39,15 @@ const (
 	EntraAdminAssign  = "adminAssign"
 )
 
-// statusPendingEvaluation is a PIM request status that, like
-// PendingApproval, means the request has not been decided yet.
-const statusPendingEvaluation = "PendingEvaluation"
+// PIM request statuses (armauthorization v2 Status values; Graph spells
+// them alike) that mean a request is not finished. Those of
+// awaitingApproval wait for a person, so they count against ApprovalWait.
+// Those of provisioning are PIM's own work, polled up to EffectiveTimeout.
+var (
+	awaitingApproval = []string{azure.StatusPendingApproval, "PendingApprovalProvisioning", "PendingAdminDecision", "PendingEvaluation"}
+	provisioning     = []string{"Accepted", "AdminApproved", "PendingProvisioning", "ProvisioningStarted",
+		"PendingScheduleCreation", "ScheduleCreated", "PendingExternalProvisioning"}
+)
 
 // PIMClient is the part of azure.PIM the pim-activate and pim-assign
 // backends use.
@@ -149,7 +156,7 @@ type Choice struct {
 // ChooseBackends returns one choice per pair of req, in order. For a named
 // backend every pair gets it. For auto a pair gets pim-activate when the
 // principal holds an eligible schedule for exactly that role and scope and
-// is the caller (or the caller is planning for it), else rbac; a failed
+// is the caller (or the caller is planning for it), else rbac. A failed
 // eligibility lookup is an error rather than a silent fall back to rbac.
 func (e *Engine) ChooseBackends(ctx context.Context, req access.Request, name string) ([]Choice, error) {
 	choices := make([]Choice, len(req.Pairs))
@@ -172,7 +179,7 @@ func (e *Engine) ChooseBackends(ctx context.Context, req access.Request, name st
 	self := strings.EqualFold(req.Principal.ID, e.callerID) || activate.cfg.Planning
 	for i, p := range req.Pairs {
 		if !self || strings.EqualFold(req.Principal.Type, access.PrincipalGroup) {
-			choices[i] = Choice{Backend: BackendRBAC, Reason: "auto: only the principal itself, and never a group, can activate a PIM eligibility, and the caller is another identity"}
+			choices[i] = Choice{Backend: BackendRBAC, Reason: "auto: only the principal itself, and never a group, can activate a PIM eligibility"}
 			continue
 		}
 		elig, err := activate.pim.FindEligibility(ctx, p.Scope.String(), req.Principal.ID, RoleDefinitionID(p.Scope, p.RoleID))
@@ -203,8 +210,8 @@ func knownBackend(name string) bool {
 
 // Route makes Run, GrantAll and RevokePlanned use choices[i] for pair i of
 // req. Run plans every grant as rbac, so the router takes the rbac slot and
-// hands each grant to its chosen backend, which records its own name in
-// Grant.Backend; revokes then go straight to that backend.
+// hands each grant to its chosen backend. That backend records its name in
+// Grant.Backend, so revokes then go straight to it.
 func (e *Engine) Route(req access.Request, choices []Choice) error {
 	if len(choices) != len(req.Pairs) {
 		return fmt.Errorf("route grants: %d choices for %d pairs", len(choices), len(req.Pairs))
@@ -288,45 +295,42 @@ func requestName(g Grant, purpose string) string {
 	return uuid.NewSHA1(uuid.MustParse(access.AssignmentNamespace), []byte(strings.ToLower(g.AssignmentName)+"\n"+purpose)).String()
 }
 
-// pending reports whether a PIM request status means "not decided yet".
-func pending(status string) bool {
-	return status == azure.StatusPendingApproval || status == statusPendingEvaluation
-}
-
 // ErrApprovalTimeout means a PIM request was still waiting for an approver
 // at the deadline and was canceled.
 var ErrApprovalTimeout = errors.New("PIM approval did not arrive in time")
 
-// awaitDecision polls a PIM request while it waits for approval or
-// evaluation, with the engine's backoff, until wait has passed; then it cancels the request so a late approval grants
-// nothing. It returns the final status.
+// awaitDecision polls a PIM request while it is unfinished, with the
+// engine's backoff. A request that waits for an approver is canceled once
+// wait has passed, so a late approval grants nothing. One that PIM is
+// still provisioning is polled up to EffectiveTimeout. It returns the
+// final status.
 func (e *Engine) awaitDecision(ctx context.Context, wait time.Duration, label, status string,
 	get func(context.Context) (string, error), cancel func(context.Context) error) (string, error) {
-	deadline := e.clock.Now().Add(wait)
-	for attempt := 1; pending(status); attempt++ {
+	start := e.clock.Now()
+	approvalDeadline, provisionDeadline := start.Add(wait), start.Add(e.opts.EffectiveTimeout)
+	for attempt := 1; ; attempt++ {
+		approval := slices.Contains(awaitingApproval, status)
+		if !approval && !slices.Contains(provisioning, status) {
+			return status, nil
+		}
+		deadline := provisionDeadline
+		if approval {
+			deadline = approvalDeadline
+		}
 		if !e.clock.Now().Before(deadline) {
-			// A detached context, so that a cancelled job still withdraws
-			// the request instead of leaving it for an approver.
-			cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout)
-			err := cancel(cctx)
-			stop()
-			if err != nil {
-				return status, fmt.Errorf("%w: %s still %s after %s, and canceling it failed: %w; cancel it in the Azure portal before an approver grants it",
-					ErrApprovalTimeout, label, status, wait, err)
+			if !approval {
+				return status, fmt.Errorf("%s is still %s after %s; read it in the Azure portal", label, status, e.opts.EffectiveTimeout)
 			}
-			return azure.StatusCanceled, fmt.Errorf("%w: %s was still %s after %s and has been canceled; ask an approver to act within --pim-approval-wait, or raise it",
-				ErrApprovalTimeout, label, status, wait)
+			return e.cancelPending(ctx, label, status, wait, cancel)
 		}
 		delay := min(e.backoff(attempt), deadline.Sub(e.clock.Now()))
-		e.log.InfoContext(ctx, "PIM request waits for a decision", "request", label, "status", status, "attempt", attempt, "delay", delay)
+		e.log.InfoContext(ctx, "PIM request not finished, polling", "request", label, "status", status, "attempt", attempt, "delay", delay)
 		if err := e.sleep(ctx, delay); err != nil {
-			status2 := status
-			cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout)
-			if cerr := cancel(cctx); cerr != nil {
-				e.log.ErrorContext(ctx, "cancel PIM request failed", "request", label, "error", cerr)
+			if approval {
+				_, cerr := e.cancelPending(ctx, label, status, wait, cancel)
+				return status, errors.Join(fmt.Errorf("waiting for a decision on %s: %w", label, err), cerr)
 			}
-			stop()
-			return status2, fmt.Errorf("waiting for a decision on %s: %w", label, err)
+			return status, fmt.Errorf("waiting for %s: %w", label, err)
 		}
 		next, err := get(ctx)
 		if err != nil {
@@ -334,16 +338,29 @@ func (e *Engine) awaitDecision(ctx context.Context, wait time.Duration, label, s
 		}
 		status = next
 	}
-	return status, nil
+}
+
+// cancelPending cancels a request that still waits for an approver, on a
+// context detached from ctx so that a cancelled job still withdraws it.
+func (e *Engine) cancelPending(ctx context.Context, label, status string, wait time.Duration, cancel func(context.Context) error) (string, error) {
+	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout)
+	defer stop()
+	if err := cancel(cctx); err != nil {
+		e.log.ErrorContext(ctx, "cancel PIM request failed", "request", label, "error", err)
+		return status, fmt.Errorf("%w: %s still %s after %s, and canceling it failed: %w; cancel it in the Azure portal before an approver grants it",
+			ErrApprovalTimeout, label, status, wait, err)
+	}
+	return azure.StatusCanceled, fmt.Errorf("%w: %s was still %s after %s and has been canceled; ask an approver to act within --pim-approval-wait, or raise it",
+		ErrApprovalTimeout, label, status, wait)
 }
 
 // checkDecided turns a final PIM request status into an error unless it
 // granted the role.
 func checkDecided(label, status string) error {
 	switch status {
-	case azure.StatusProvisioned, azure.StatusGranted, "Accepted", "AdminApproved", "ScheduleCreated":
+	case azure.StatusProvisioned, azure.StatusGranted:
 		return nil
-	case azure.StatusDenied:
+	case azure.StatusDenied, "AdminDenied":
 		return fmt.Errorf("%s was denied by a PIM approver", label)
 	case azure.StatusCanceled:
 		return fmt.Errorf("%s was canceled", label)
@@ -371,8 +388,8 @@ func (e *Engine) selfActivationPlanned(req access.Request, planning bool) error 
 }
 
 // adoptWindow checks that an already active assignment lasts the whole
-// requested window; a shorter one is rejected, since PIM allows only one
-// active assignment per principal, role and scope and it would end early.
+// requested window. A shorter one is rejected because PIM allows only one
+// active assignment per principal, role and scope, so it would end early.
 func (e *Engine) adoptWindow(req access.Request, g *Grant, inst azure.Instance) error {
 	need := e.clock.Now().Add(req.Duration)
 	if !inst.End.IsZero() && inst.End.Before(need) {
@@ -397,7 +414,7 @@ func orString(a, b string) string {
 	return b
 }
 
-// deactivation is how a backend ends a self-activation.
+// deactivation is a backend's means of ending an activation or assignment.
 type deactivation struct {
 	label string
 	inst  azure.Instance
@@ -405,11 +422,11 @@ type deactivation struct {
 	send func(ctx context.Context, try int) error
 }
 
-// deactivate sends the deactivation. PIM refuses one within five minutes of
-// activation (ActiveDurationTooShort): then, if the activation outlives
-// that moment, it waits for it and tries once more; otherwise it leaves the
-// activation to expire, records when it ends in Grant.EndsAt and the audit
-// log, and waits for the end so that the engine verifies the removal.
+// deactivate sends the deactivation. PIM rejects one within five minutes of
+// the start (ActiveDurationTooShort). If the grant outlives that moment,
+// deactivate waits for it and tries once more. Otherwise it leaves the grant
+// to expire: it records the end in Grant.EndsAt and the audit log, then
+// waits for the end so that the engine verifies the removal.
 func (e *Engine) deactivate(ctx context.Context, req access.Request, g *Grant, d deactivation) error {
 	err := d.send(ctx, 1)
 	if err == nil || !errors.Is(err, azure.ErrDurationTooShort) {

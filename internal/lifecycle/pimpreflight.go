@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
@@ -234,7 +235,7 @@ func (e *Engine) entraChecks(ctx context.Context, req access.Request, p access.P
 		Detail: "the Entra role's PIM policy is not read before the request; Graph reports any rule it breaks when the grant is made"})
 }
 
-func shortDur(d interface{ String() string }) string {
+func shortDur(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
