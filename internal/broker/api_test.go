@@ -53,7 +53,7 @@ func staticTokens() map[string]StaticIdentity {
 
 // newAPIHarness builds the harness. With approverOIDC, people may also sign
 // in with ID tokens of the emulator's GitHub issuer for the audience
-// elevate-approvers: it stands in for the approvers' identity provider.
+// elevate-approvers, in place of the approvers' identity provider.
 func newAPIHarness(t *testing.T, opts APIOptions, approverOIDC bool) *apiHarness {
 	t.Helper()
 	h := &apiHarness{harness: newHarness(t)}

@@ -33,6 +33,7 @@ type demoOptions struct {
 	AuditLog         string
 	Output           string
 	Backend          string
+	Broker           bool // run the broker walkthrough of demo_broker.go
 }
 
 func newDemoCommand(streams Streams) *cobra.Command {
@@ -49,6 +50,9 @@ With --backend pim-assign the grant is a time-bound PIM assignment that
 Azure would end by itself at the deadline, and Elevate removes it early.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.Broker {
+				return runBrokerDemo(cmd.Context(), streams, o)
+			}
 			return runDemo(cmd.Context(), streams, o)
 		},
 	}
@@ -57,6 +61,7 @@ Azure would end by itself at the deadline, and Elevate removes it early.`,
 	fs.StringVar(&o.AuditLog, "audit-log", "", "audit log file (default: audit.jsonl in a new temporary directory)")
 	fs.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text or json")
 	fs.StringVar(&o.Backend, "backend", lifecycle.BackendRBAC, "grant backend of the walkthrough: rbac or pim-assign")
+	fs.BoolVar(&o.Broker, "broker", false, "run the broker walkthrough instead: elevate serve on loopback, requests, an approval, revoke and cancel")
 	return cmd
 }
 

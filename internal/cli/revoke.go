@@ -19,16 +19,28 @@ func init() { commands = append(commands, newRevokeCommand) }
 
 func newRevokeCommand(streams Streams) *cobra.Command {
 	var planFile, auditLog string
+	var revokeByBroker func(ctx context.Context, id string) error
 	cmd := &cobra.Command{
-		Use:   "revoke --plan FILE",
-		Short: "Remove every assignment a plan may have created; safe to run twice or after success",
+		Use:   "revoke (--plan FILE | --broker URL REQUEST_ID)",
+		Short: "Remove every assignment a plan may have created, or end a broker request",
 		Long: `Delete and verify the role assignments named in the plan, for an
 ` + "`if: always()`" + ` step after apply. Only the plan's own deterministic
 assignment names are deleted, so an assignment Elevate did not create is never
 touched. An expired plan is still revoked. Exits 4 when an assignment could not
-be removed.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+be removed.
+
+With --broker URL REQUEST_ID, an admin ends an active broker request now.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && planFile != "" {
+				return &UsageError{errors.New("invalid arguments: give --plan FILE or a broker request id, not both")}
+			}
+			if len(args) == 1 {
+				return reportError(streams, revokeByBroker(cmd.Context(), args[0]))
+			}
+			if planFile == "" {
+				return &UsageError{errors.New("missing --plan: give the plan file written by `elevate plan`, or --broker URL and a request id")}
+			}
 			if auditLog == "" {
 				auditLog = streams.getenv("ELEVATE_AUDIT_LOG")
 			}
@@ -52,9 +64,9 @@ be removed.`,
 			return reportError(streams, revokePlan(ctx, streams, sess, pl, req, auditLog))
 		},
 	}
-	cmd.Flags().StringVar(&planFile, "plan", "", "plan file written by `elevate plan` (required)")
+	cmd.Flags().StringVar(&planFile, "plan", "", "plan file written by `elevate plan`")
 	cmd.Flags().StringVar(&auditLog, "audit-log", "", "audit log file (default $ELEVATE_AUDIT_LOG, else elevate-audit.jsonl)")
-	_ = cmd.MarkFlagRequired("plan")
+	revokeByBroker = bindBrokerRevoke(cmd, streams)
 	return cmd
 }
 
