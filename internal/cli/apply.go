@@ -69,6 +69,10 @@ with an ` + "`if: always()`" + ` step running ` + "`elevate revoke --plan FILE`"
 				}
 				return rot, []lifecycle.Prober{rot}, nil
 			})
+			if o.Rotate {
+				// A failed validation exits ExitActionFailure, as rotate-secret does.
+				return reportError(streams, err)
+			}
 			return reportError(streams, commandExit(res, err))
 		},
 	}
