@@ -60,11 +60,12 @@ func (e *Engine) pendingGrant(ctx context.Context, self bool, grants []Grant, ro
 	for _, g := range grants {
 		scope := g.Pair.Scope.String()
 		if !self {
-			if _, err := e.arm.GetAssignment(ctx, scope, g.AssignmentNameOrID()); err != nil {
-				if errors.Is(err, azure.ErrNotFound) {
-					return "assignment " + g.AssignmentName, nil
-				}
-				return "", fmt.Errorf("read back assignment %s: %w", g.AssignmentName, err)
+			exists, err := e.backendOf(g).Exists(ctx, g)
+			if err != nil {
+				return "", fmt.Errorf("read back grant %s: %w", g.AssignmentName, err)
+			}
+			if !exists {
+				return "grant " + g.AssignmentName, nil
 			}
 			continue
 		}

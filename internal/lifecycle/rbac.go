@@ -102,7 +102,7 @@ func (b *rbacBackend) Remove(ctx context.Context, _ access.Request, g *Grant) er
 
 // Exists reads the role assignment back.
 func (b *rbacBackend) Exists(ctx context.Context, g Grant) (bool, error) {
-	_, err := b.arm.GetAssignment(ctx, g.Pair.Scope.String(), g.AssignmentName)
+	_, err := b.arm.GetAssignment(ctx, g.Pair.Scope.String(), g.AssignmentNameOrID())
 	switch {
 	case err == nil:
 		return true, nil

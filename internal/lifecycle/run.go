@@ -201,7 +201,7 @@ func pairRecords(grants []Grant) []audit.PairRecord {
 			AssignmentID:   assignmentPath(g),
 			AssignmentName: g.AssignmentName,
 			PreExisting:    g.PreExisting,
-			Backend:        "rbac",
+			Backend:        orRBAC(g.Backend),
 		}
 	}
 	return out
