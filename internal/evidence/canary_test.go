@@ -230,7 +230,6 @@ func randomHex(t *testing.T, n int) string {
 	return hex.EncodeToString(b)
 }
 
-
 // TestCanaryScanFindsEcho checks that the scan can fail: a validation
 // command that prints the value puts it on stderr, where the scan must
 // find it.

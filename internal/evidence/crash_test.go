@@ -119,7 +119,7 @@ func crashPlan(seed int64, long bool) []crashCase {
 
 // crashOutcome is what one case left behind after recovery.
 type crashOutcome struct {
-	Killed          bool
+	Killed       bool
 	RecoveryCode int
 	// AssignmentsLeft is counted right after the recovery, and
 	// LateAssignments settleTime later: writes the dead process had in
@@ -127,8 +127,8 @@ type crashOutcome struct {
 	AssignmentsLeft       int
 	LateAssignments       int
 	LeftAfterSecondRevoke int
-	RecordsMissing  int
-	ChainBroken     bool
+	RecordsMissing        int
+	ChainBroken           bool
 	// UnvalidatedSecret is set when the secret's current version is the
 	// one this request wrote and it was never validated or restored.
 	UnvalidatedSecret bool
