@@ -18,9 +18,9 @@ import (
 
 func init() { commands = append(commands, newAuditCommand) }
 
-// ErrHeadNotFound means an anchored head matches no line of the audit log:
-// records were cut from the end, or the chain was rewritten.
-var ErrHeadNotFound = errors.New("audit head not found")
+// ErrHeadMismatch means an audit log does not end at the anchored head:
+// records were cut from the end or added after it, or the chain was rewritten.
+var ErrHeadMismatch = errors.New("audit log does not end at the anchored head")
 
 func newAuditCommand(streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
@@ -35,20 +35,21 @@ func newAuditCommand(streams Streams) *cobra.Command {
 before it. The chain alone cannot show that records were cut from the end, or
 that every hash after an edit was recomputed. --head closes that gap: give the
 audit_head that a run printed (in its JSON summary, its job summary or its
-audit-head step output, kept outside the file), and verify fails unless a line
-of the file still hashes to it. Records appended after that run are allowed.`,
+audit-head step output, kept outside the file), and verify fails unless the
+file's last line hashes to it. Use the head of the last run that wrote to the
+file: the revoke step appends to the log that apply wrote.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(_ *cobra.Command, args []string) error {
 			return verifyAuditLog(streams.Out, args[0], head)
 		},
 	}
-	verify.Flags().StringVar(&head, "head", "", "SHA-256 hex of a line the log must contain, from a run's audit_head")
+	verify.Flags().StringVar(&head, "head", "", "SHA-256 hex that the log's last line must have: the audit_head of the last run that wrote to it")
 	cmd.AddCommand(verify)
 	return cmd
 }
 
 // verifyAuditLog checks the chain of the log at path and, when head is not
-// empty, that one of its lines hashes to head.
+// empty, that its last line hashes to head.
 func verifyAuditLog(out io.Writer, path, head string) error {
 	head = strings.ToLower(strings.TrimSpace(head))
 	if head != "" && !isSHA256Hex(head) {
@@ -66,15 +67,18 @@ func verifyAuditLog(out io.Writer, path, head string) error {
 		_, err = fmt.Fprintf(out, "%s: %d records, chain intact, head %s\n", path, report.Records, report.Head)
 		return err
 	}
-	line := lineWithHash(data, head)
-	if line == 0 {
-		return fmt.Errorf("audit log %s: %w: no line hashes to %s, so records were removed from the end "+
-			"or the chain was rewritten; the log's head is now %s after %d records",
-			path, ErrHeadNotFound, head, report.Head, report.Records)
+	if report.Head == head {
+		_, err = fmt.Fprintf(out, "%s: %d records, chain intact, ends at the anchored head %s\n", path, report.Records, head)
+		return err
 	}
-	_, err = fmt.Fprintf(out, "%s: %d records, chain intact, anchored head found at line %d, head %s\n",
-		path, report.Records, line, report.Head)
-	return err
+	if line := lineWithHash(data, head); line > 0 {
+		return fmt.Errorf("audit log %s: %w: line %d has the anchored head %s, but %d record(s) follow it; "+
+			"verify with the head that the last run writing to this log printed, "+
+			"or investigate the extra records", path, ErrHeadMismatch, line, head, report.Records-line)
+	}
+	return fmt.Errorf("audit log %s: %w: no line hashes to %s, so records were removed from the end "+
+		"or the chain was rewritten; the log's head is now %s after %d records",
+		path, ErrHeadMismatch, head, report.Head, report.Records)
 }
 
 // lineWithHash returns the 1-based number of the last line whose SHA-256,

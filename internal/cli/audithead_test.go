@@ -50,9 +50,9 @@ func TestAuditVerifyAnchoredHead(t *testing.T) {
 		wantText string
 	}{
 		{"no head checks chain only", truncated, "", ExitOK, "2 records, chain intact"},
-		{"current head found", path, heads[3], ExitOK, "found at line 4"},
-		{"older head found after growth", path, heads[1], ExitOK, "found at line 2"},
-		{"truncated log misses head", truncated, heads[3], ExitFailure, "audit head not found"},
+		{"log ends at head", path, heads[3], ExitOK, "ends at the anchored head"},
+		{"records after head rejected", path, heads[1], ExitFailure, "2 record(s) follow it"},
+		{"truncated log misses head", truncated, heads[3], ExitFailure, "no line hashes to"},
 		{"malformed head rejected", path, "abc", ExitUsage, "invalid --head"},
 	}
 	for _, tc := range cases {
