@@ -77,9 +77,20 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 	}
 	defer log.Close()
 	engine := lifecycle.New(lifecycle.Config{ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log})
+	// Each pair is revoked through the backend the plan chose for it, so a
+	// PIM activation is deactivated rather than looked up as a role
+	// assignment that never existed.
+	bo, fixed, err := planBackend(pl.Table, len(req.Pairs))
+	if err != nil {
+		return err
+	}
+	choices, _, err := sess.addBackends(ctx, engine, bo, req, fixed)
+	if err != nil {
+		return err
+	}
 	grants := make([]lifecycle.Grant, len(req.Pairs))
 	for i, p := range req.Pairs {
-		grants[i] = lifecycle.Grant{Pair: p, RoleName: pl.Pairs[i].RoleName,
+		grants[i] = lifecycle.Grant{Pair: p, RoleName: pl.Pairs[i].RoleName, Backend: choices[i].Backend,
 			RoleDefinitionID: pl.Pairs[i].RoleDefinitionID, AssignmentName: pl.Pairs[i].AssignmentName}
 	}
 	start := time.Now()
