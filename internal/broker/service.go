@@ -19,6 +19,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/policy"
 	"github.com/elevate-dev/elevate/internal/store"
@@ -100,6 +101,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	// The crashpoints test build may run the clock fast; see crashpoint.Clock.
+	cfg.Now = crashpoint.Clock(cfg.Now)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -301,6 +304,7 @@ func (s *Service) Review(ctx context.Context, reviewer Identity, id, verdict, re
 	}); err != nil {
 		return r, fmt.Errorf("record %s: %w", verdict, err)
 	}
+	crashpoint.Hit("broker.approval_recorded")
 	s.audit(ctx, id, verdict, reviewer.Subject, map[string]any{"comment": comment, "request_hash": requestHash})
 	return s.settle(ctx, id)
 }
@@ -361,6 +365,7 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 			break
 		}
 		if acq.Create {
+			crashpoint.Hit("broker.intent_committed")
 			if err := s.createGrant(ctx, r, acq.Grant); err != nil {
 				failure = err
 				break
@@ -398,6 +403,7 @@ func (s *Service) createGrant(ctx context.Context, r store.Request, g store.Gran
 			store.GrantUpdate{LastError: &msg})
 		return fmt.Errorf("create grant %s: %w", g.AssignmentName, err)
 	}
+	crashpoint.Hit("broker.grant_created")
 	id, pre := lg.AssignmentID, lg.PreExisting
 	_, err := s.cfg.Store.MarkGrant(ctx, g.ID, []store.GrantState{store.GrantIntent}, store.GrantActive,
 		store.GrantUpdate{AssignmentID: &id, PreExisting: &pre, GrantedAt: s.cfg.Now()})
@@ -437,6 +443,7 @@ func (s *Service) release(ctx context.Context, l store.Lease) {
 		return
 	}
 	if rel.Revoke {
+		crashpoint.Hit("broker.lease_released")
 		s.revokeGrant(ctx, rel.Grant)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 	"github.com/elevate-dev/elevate/internal/store"
 )
 
@@ -96,6 +97,7 @@ func (s *Service) revokeGrant(ctx context.Context, g store.Grant) {
 		}
 	}
 	if err == nil {
+		crashpoint.Hit("broker.revoke_verified")
 		now := s.cfg.Now()
 		if _, err := s.cfg.Store.MarkGrant(ctx, g.ID, from, store.GrantRevoked,
 			store.GrantUpdate{RevokedAt: now, VerifiedAt: now}); err != nil && !errors.Is(err, store.ErrConflict) {

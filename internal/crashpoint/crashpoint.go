@@ -24,6 +24,15 @@ const (
 	// the process is killed when it fires, so a crash lands while the
 	// code after the point (such as the action's command) is running.
 	EnvDelay = "ELEVATE_CRASH_DELAY"
+	// EnvClockRate is a number R > 0: the crashpoints build runs the
+	// broker's service and store clocks R times as fast as real time, so a
+	// test sees 5 minute leases expire in seconds. Token checks keep real
+	// time.
+	EnvClockRate = "ELEVATE_TEST_CLOCK_RATE"
+	// EnvClockEpoch is the RFC 3339 instant at which the scaled clock
+	// equals real time. Processes that share a database must share it.
+	// Default: the first call of Clock in the process.
+	EnvClockEpoch = "ELEVATE_TEST_CLOCK_EPOCH"
 )
 
 // Point is one crash point and the lifecycle step it follows or precedes.
@@ -63,11 +72,24 @@ var Points = []Point{
 	{Name: "revoke.audited", Where: "the revoke record is written; the complete record is not"},
 }
 
-// Lookup returns the point named name.
+// BrokerPoints lists the points in the broker (elevate serve), in the
+// order a request passes them. They are apart from Points because the CLI
+// crash tests walk Points and the CLI never reaches these.
+var BrokerPoints = []Point{
+	{Name: "broker.approval_recorded", Where: "an approval is stored; the request has not moved on it"},
+	{Name: "broker.intent_committed", Where: "a grant intent and its lease are stored; nothing is created in Azure", PerPair: true},
+	{Name: "broker.grant_created", Where: "the role assignment exists in Azure; the grant is still an intent", PerPair: true},
+	{Name: "broker.lease_released", Where: "a grant's last lease ended and the grant is revoking; no DELETE was sent", PerPair: true},
+	{Name: "broker.revoke_verified", Where: "the DELETE was verified by a read-back; the grant is not marked revoked", PerPair: true},
+}
+
+// Lookup returns the point named name, from Points or BrokerPoints.
 func Lookup(name string) (Point, bool) {
-	for _, p := range Points {
-		if p.Name == name {
-			return p, true
+	for _, list := range [][]Point{Points, BrokerPoints} {
+		for _, p := range list {
+			if p.Name == name {
+				return p, true
+			}
 		}
 	}
 	return Point{}, false

@@ -5,6 +5,7 @@ import (
 	"go/parser"
 	"go/token"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -67,6 +68,17 @@ func TestPointsMatchHitCalls(t *testing.T) {
 			t.Errorf("Hit(%q) is called but not listed in Points", name)
 		}
 	}
+	broker := hitCalls(t, "../broker")
+	for _, p := range BrokerPoints {
+		if got := broker[p.Name]; got != 1 {
+			t.Errorf("Hit(%q) calls in the broker: got %d; want 1", p.Name, got)
+		}
+	}
+	for name := range broker {
+		if !slices.ContainsFunc(BrokerPoints, func(p Point) bool { return p.Name == name }) {
+			t.Errorf("Hit(%q) is called in the broker but not listed in BrokerPoints", name)
+		}
+	}
 	if len(Points) < 20 {
 		t.Errorf("crash points: got %d; want at least 20", len(Points))
 	}
@@ -74,7 +86,7 @@ func TestPointsMatchHitCalls(t *testing.T) {
 
 func TestPointNamesUnique(t *testing.T) {
 	seen := map[string]bool{}
-	for _, p := range Points {
+	for _, p := range append(slices.Clone(Points), BrokerPoints...) {
 		if seen[p.Name] {
 			t.Errorf("point %q listed twice", p.Name)
 		}

@@ -91,3 +91,29 @@ func kill(name string, n int64) {
 	}
 	time.Sleep(time.Minute) // the signal lands before this ends
 }
+
+// Clock returns now scaled by EnvClockRate around EnvClockEpoch, or now
+// itself when EnvClockRate is unset. Invalid values are reported on stderr
+// and leave the clock unscaled.
+func Clock(now func() time.Time) func() time.Time {
+	text := os.Getenv(EnvClockRate)
+	if text == "" {
+		return now
+	}
+	rate, err := strconv.ParseFloat(text, 64)
+	if err != nil || rate <= 0 {
+		fmt.Fprintf(os.Stderr, "crashpoint: invalid %s %q: want a positive number; the clock is not scaled\n", EnvClockRate, text)
+		return now
+	}
+	epoch := now()
+	if s := os.Getenv(EnvClockEpoch); s != "" {
+		if epoch, err = time.Parse(time.RFC3339Nano, s); err != nil {
+			fmt.Fprintf(os.Stderr, "crashpoint: invalid %s %q: want an RFC 3339 time; the clock is not scaled\n", EnvClockEpoch, s)
+			return now
+		}
+	}
+	return func() time.Time {
+		t := now()
+		return epoch.Add(time.Duration(float64(t.Sub(epoch)) * rate))
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TestHitKillsOnNthHit re-runs this test binary as a child that hits a point
@@ -46,6 +47,31 @@ func TestHitKillsOnNthHit(t *testing.T) {
 			}
 			if got := strings.Count(string(out), "survived hit"); got != tc.survived {
 				t.Errorf("hits survived: got %d; want %d", got, tc.survived)
+			}
+		})
+	}
+}
+
+func TestClockScalesAroundEpoch(t *testing.T) {
+	epoch := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	wall := epoch.Add(10 * time.Second)
+	now := func() time.Time { return wall }
+	cases := []struct {
+		name, rate, epoch string
+		want              time.Time
+	}{
+		{"unset rate unscaled", "", "", wall},
+		{"rate 60 from epoch", "60", epoch.Format(time.RFC3339Nano), epoch.Add(10 * time.Minute)},
+		{"invalid rate unscaled", "-1", epoch.Format(time.RFC3339Nano), wall},
+		{"invalid epoch unscaled", "60", "yesterday", wall},
+		{"default epoch is first call", "60", "", wall},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(EnvClockRate, tc.rate)
+			t.Setenv(EnvClockEpoch, tc.epoch)
+			if got := Clock(now)(); !got.Equal(tc.want) {
+				t.Errorf("Clock() = %s; want %s", got, tc.want)
 			}
 		})
 	}

@@ -15,6 +15,8 @@ import (
 	"errors"
 	"log/slog"
 	"time"
+
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 )
 
 // Sentinel errors. Every error a Store returns for these cases wraps one of
@@ -134,6 +136,8 @@ func (o Options) withDefaults() Options {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	// The crashpoints test build may run the clock fast; see crashpoint.Clock.
+	o.Now = crashpoint.Clock(o.Now)
 	if o.RevokeClaim <= 0 {
 		o.RevokeClaim = DefaultRevokeClaim
 	}
