@@ -79,7 +79,7 @@ type Figure struct {
 	Notes []string `json:"notes,omitempty"`
 }
 
-// Result is what one evidence test measured in one run.
+// Result holds the figures of one evidence test in one run.
 type Result struct {
 	Test    string   `json:"test"`
 	Mode    string   `json:"mode"`

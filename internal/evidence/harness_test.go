@@ -240,9 +240,8 @@ type session struct {
 	caller azure.Caller
 }
 
-// connect signs in to srv as the pipeline. wrap, when not nil, wraps the
-// HTTP transport, for example to record traffic.
-func connect(tb testing.TB, srv *emulator.Server, wrap func(http.RoundTripper) http.RoundTripper) *session {
+// connect signs in to srv as the pipeline.
+func connect(tb testing.TB, srv *emulator.Server) *session {
 	tb.Helper()
 	env := azure.Environment{ARMEndpoint: srv.URL(), AuthorityHost: srv.URL() + "/",
 		VaultSuffix: srv.VaultSuffix(), CAFile: srv.CAFile()}
@@ -255,9 +254,6 @@ func connect(tb testing.TB, srv *emulator.Server, wrap func(http.RoundTripper) h
 	}
 	tb.Cleanup(base.CloseIdleConnections)
 	client := base
-	if wrap != nil {
-		client = &http.Client{Transport: wrap(base.Transport)}
-	}
 	vars := map[string]string{"AZURE_TENANT_ID": srv.TenantID(), "AZURE_CLIENT_ID": pipelineAppID,
 		"AZURE_CLIENT_SECRET": pipelineSecret}
 	cred, _, err := azure.NewCredential(env, client, azure.CredentialConfig{

@@ -1,0 +1,162 @@
+package evidence
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+
+	"github.com/elevate-dev/elevate/internal/crashpoint"
+)
+
+// Machine describes where the figures were measured.
+type Machine struct {
+	CPUs      int    // nproc
+	CPUModel  string // model name from /proc/cpuinfo
+	GoVersion string
+	Date      string // YYYY-MM-DD
+}
+
+func (m Machine) markdown(command string, runs int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "- Machine: %d CPUs (`nproc`), `%s`, shared with other jobs while it ran\n", m.CPUs, m.CPUModel)
+	fmt.Fprintf(&b, "- Go: %s\n", m.GoVersion)
+	fmt.Fprintf(&b, "- Date: %s, %d run(s) of each test; spread is the smallest to the largest value\n", m.Date, runs)
+	fmt.Fprintf(&b, "- Command: `%s`\n", command)
+	return b.String()
+}
+
+// testTitles names the evidence tests, in the order the report shows them.
+var testTitles = []struct{ prefix, title string }{
+	{"crash.", "Crash points"},
+	{"soak.", "Fault soak"},
+	{"canary.", "Secret canary"},
+	{"tamper.", "Audit tampering"},
+}
+
+// RenderReliability returns the generated part of docs/reliability.md.
+func RenderReliability(summaries []Summary, m Machine, command string, runs int) string {
+	var b strings.Builder
+	b.WriteString("## Latest figures\n\n")
+	b.WriteString(m.markdown(command, runs))
+	for _, t := range testTitles {
+		fmt.Fprintf(&b, "\n### %s\n\n", t.title)
+		b.WriteString("| figure | median | spread | unit | target | met |\n| --- | ---: | ---: | --- | --- | --- |\n")
+		for _, s := range summaries {
+			if !strings.HasPrefix(s.Name, t.prefix) {
+				continue
+			}
+			lo, hi := s.Spread()
+			target, met := "", ""
+			if s.Target != nil {
+				target = "`" + s.Target.String() + "`"
+				met = fmt.Sprintf("%d of %d runs", len(s.Values)-s.Misses, len(s.Values))
+			}
+			fmt.Fprintf(&b, "| `%s` | %s | %s to %s | %s | %s | %s |\n", strings.TrimPrefix(s.Name, t.prefix),
+				formatValue(round(s.Median()), s.Unit), formatNumber(round(lo)), formatNumber(round(hi)), s.Unit, target, met)
+		}
+		notes := notesOf(summaries, t.prefix)
+		if len(notes) > 0 {
+			b.WriteString("\n")
+			for _, n := range notes {
+				b.WriteString("- " + n + "\n")
+			}
+		}
+	}
+
+	b.WriteString("\n### Missed targets\n\n")
+	missed := 0
+	for _, s := range summaries {
+		if s.Misses == 0 {
+			continue
+		}
+		missed++
+		fmt.Fprintf(&b, "- `%s` missed `%s` in %d of %d runs (median %s).", s.Name, s.Target, s.Misses,
+			len(s.Values), formatNumber(round(s.Median())))
+		if len(s.Notes) > 0 {
+			b.WriteString(" Reason: " + strings.Join(s.Notes, "; ") + ".")
+		}
+		b.WriteString("\n")
+	}
+	if missed == 0 {
+		b.WriteString("None: every figure met its target in every run.\n")
+	}
+
+	b.WriteString("\n### Crash points\n\n| point | where | per pair or poll |\n| --- | --- | --- |\n")
+	for _, p := range crashpoint.Points {
+		per := ""
+		if p.PerPair {
+			per = "yes"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | %s |\n", p.Name, p.Where, per)
+	}
+	return b.String()
+}
+
+// notesOf returns the notes of the figures with prefix, as "`name`: note".
+func notesOf(summaries []Summary, prefix string) []string {
+	var out []string
+	for _, s := range summaries {
+		if !strings.HasPrefix(s.Name, prefix) {
+			continue
+		}
+		for _, n := range s.Notes {
+			out = append(out, fmt.Sprintf("`%s`: %s", strings.TrimPrefix(s.Name, prefix), n))
+		}
+	}
+	return out
+}
+
+// RenderBenchmarks returns the generated part of docs/benchmarks.md: the
+// grant cost curve from BenchmarkGrantCurve.
+func RenderBenchmarks(points []BenchPoint, m Machine, command string, runs int) string {
+	var b strings.Builder
+	b.WriteString("## Grant cost curve, 1 to 200 pairs\n\n")
+	b.WriteString("`BenchmarkGrantCurve` in `internal/evidence/bench_test.go` measures as `BenchmarkGrant` does " +
+		"(every role assignment PUT and DELETE delayed by an assumed 200 ms, `Engine.GrantAll` then " +
+		"`Engine.RevokeAll`) with the default concurrency bound of 50, for 1 to 200 pairs. " +
+		"The grant column is the `GrantAll` phase alone.\n\n")
+	b.WriteString(m.markdown(command, runs))
+	b.WriteString("\n| pairs | grant median | grant spread | grant and revoke median | grant and revoke spread | ratio to 1 pair |\n")
+	b.WriteString("| ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	var base float64
+	for _, p := range points {
+		pairs, ok := strings.CutPrefix(p.Name, "BenchmarkGrantCurve/pairs=")
+		if !ok {
+			continue
+		}
+		grant := p.Metrics["grant-ms/op"]
+		total := make([]float64, len(p.NsPerOp))
+		for i, ns := range p.NsPerOp {
+			total[i] = ns / 1e6
+		}
+		if base == 0 {
+			base = median(total)
+		}
+		ratio := 0.0
+		if base > 0 {
+			ratio = median(total) / base
+		}
+		fmt.Fprintf(&b, "| %s | %s ms | %s | %s ms | %s | %.2f |\n", pairs,
+			formatMS(median(grant)), spreadMS(grant), formatMS(median(total)), spreadMS(total), ratio)
+	}
+	b.WriteString("\nWith a bound of 50, requests of up to 50 pairs take one round of writes, " +
+		"and larger ones one more round per 50 pairs, so the time grows in steps of about one PUT and one DELETE.\n")
+	return b.String()
+}
+
+func formatMS(v float64) string { return strconv.FormatFloat(math.Round(v), 'f', 0, 64) }
+
+func spreadMS(values []float64) string {
+	if len(values) == 0 {
+		return ""
+	}
+	lo, hi := values[0], values[0]
+	for _, v := range values {
+		lo, hi = min(lo, v), max(hi, v)
+	}
+	return formatMS(lo) + " to " + formatMS(hi) + " ms"
+}
+
+// round keeps two decimals, enough for percentages.
+func round(v float64) float64 { return math.Round(v*100) / 100 }

@@ -1,0 +1,97 @@
+package evidence
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMedianOddAndEven(t *testing.T) {
+	cases := []struct {
+		name   string
+		values []float64
+		want   float64
+	}{
+		{"empty", nil, 0},
+		{"odd count", []float64{3, 1, 2}, 2},
+		{"even count", []float64{4, 1, 3, 2}, 2.5},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := median(tc.values); got != tc.want {
+				t.Errorf("median(%v): got %v; want %v", tc.values, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSummarizeCountsMisses(t *testing.T) {
+	zero := &Target{Op: "==", Value: 0}
+	results := []Result{
+		{Figures: []Figure{{Name: "crash.left", Value: 0, Target: zero}}},
+		{Figures: []Figure{{Name: "crash.left", Value: 2, Target: zero, Notes: []string{"late PUT"}}}},
+		{Figures: []Figure{{Name: "crash.left", Value: 0, Target: zero}}},
+	}
+	got := Summarize(results)
+	if len(got) != 1 {
+		t.Fatalf("summaries: got %d; want 1", len(got))
+	}
+	if got[0].Misses != 1 {
+		t.Errorf("misses: got %d; want 1", got[0].Misses)
+	}
+	if got[0].Median() != 0 {
+		t.Errorf("median: got %v; want 0", got[0].Median())
+	}
+	if lo, hi := got[0].Spread(); lo != 0 || hi != 2 {
+		t.Errorf("spread: got %v to %v; want 0 to 2", lo, hi)
+	}
+	if len(got[0].Notes) != 1 || got[0].Notes[0] != "late PUT" {
+		t.Errorf("notes: got %q; want [late PUT]", got[0].Notes)
+	}
+}
+
+func TestReplaceGeneratedKeepsProse(t *testing.T) {
+	doc := "# Title\n\nhand text\n\n" + BeginMarker + "\nold\n" + EndMarker + "\n\ntail text\n"
+	got := ReplaceGenerated(doc, "new\n")
+	for _, want := range []string{"hand text", "tail text", "\nnew\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("result lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "old") {
+		t.Errorf("result still has the old block:\n%s", got)
+	}
+	if again := ReplaceGenerated(got, "new\n"); again != got {
+		t.Errorf("second replace changed the document:\n%s", again)
+	}
+}
+
+func TestReplaceGeneratedAppendsBlock(t *testing.T) {
+	got := ReplaceGenerated("# Title\n", "figures\n")
+	if !strings.HasSuffix(got, BeginMarker+"\nfigures\n"+EndMarker+"\n") {
+		t.Errorf("appended block missing:\n%s", got)
+	}
+}
+
+func TestParseBenchCustomMetrics(t *testing.T) {
+	out := "goos: linux\n" +
+		"BenchmarkGrantCurve/pairs=10-2   \t       3\t 415482331 ns/op\t       207.5 grant-ms/op\t        10.00 pairs\n" +
+		"BenchmarkGrantCurve/pairs=10-2   \t       3\t 425482331 ns/op\t       217.5 grant-ms/op\t        10.00 pairs\n" +
+		"PASS\n"
+	points, err := ParseBench(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(points) != 1 {
+		t.Fatalf("points: got %d; want 1", len(points))
+	}
+	p := points[0]
+	if p.Name != "BenchmarkGrantCurve/pairs=10" {
+		t.Errorf("name: got %q; want BenchmarkGrantCurve/pairs=10", p.Name)
+	}
+	if len(p.NsPerOp) != 2 || p.NsPerOp[1] != 425482331 {
+		t.Errorf("ns/op: got %v; want two values ending in 425482331", p.NsPerOp)
+	}
+	if got := p.Metrics["grant-ms/op"]; len(got) != 2 || got[0] != 207.5 {
+		t.Errorf("grant-ms/op: got %v; want [207.5 217.5]", got)
+	}
+}
