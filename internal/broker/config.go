@@ -2,6 +2,7 @@ package broker
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -62,6 +63,39 @@ type ServerConfig struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// RateLimit bounds calls per caller.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
+	// UI configures the web UI for reviewers and admins. Default off.
+	UI UIConfig `yaml:"ui"`
+}
+
+// DefaultUISessionTTL is the default of UIConfig.SessionTTL.
+const DefaultUISessionTTL = 8 * time.Hour
+
+// UIConfig configures the web UI, served at / beside the API under /v1.
+// People sign in with the OIDC authorization code flow with PKCE. The
+// client secret, when the provider needs one, comes from
+// ELEVATE_UI_CLIENT_SECRET and never from this file.
+type UIConfig struct {
+	// Enabled serves the UI. Default false.
+	Enabled bool `yaml:"enabled"`
+	// Issuer is the exact iss of the provider people sign in with.
+	// Default approver_auth.oidc.issuer.
+	Issuer string `yaml:"issuer"`
+	// ClientID is the UI's OAuth client id, which ID tokens must carry as
+	// aud. Default approver_auth.oidc.audience.
+	ClientID string `yaml:"client_id"`
+	// GroupsClaim names the ID token claim that lists a person's groups.
+	// Default approver_auth.oidc.groups_claim, else "groups".
+	GroupsClaim string `yaml:"groups_claim"`
+	// RedirectURL is the callback registered with the provider, ending in
+	// /auth/callback. Default: the broker's URL + /auth/callback.
+	RedirectURL string `yaml:"redirect_url"`
+	// SessionKey is 64 hex digits, the AES-256 key that seals session
+	// cookies. Replicas behind one address need the same key. Default
+	// $ELEVATE_UI_SESSION_KEY, else a random key at start, so sessions end
+	// when the broker restarts.
+	SessionKey string `yaml:"session_key"`
+	// SessionTTL is how long a sign-in lasts. Default 8h.
+	SessionTTL time.Duration `yaml:"session_ttl"`
 }
 
 // TLSConfig is the broker's certificate. In YAML it is either the string
@@ -181,6 +215,9 @@ func ParseServerConfig(data []byte, getenv func(string) string) (ServerConfig, e
 	if getenv != nil && cfg.Storage.Postgres == "" && cfg.Storage.SQLite == "" {
 		cfg.Storage.Postgres = getenv("ELEVATE_POSTGRES_DSN")
 	}
+	if getenv != nil && cfg.UI.SessionKey == "" {
+		cfg.UI.SessionKey = getenv("ELEVATE_UI_SESSION_KEY")
+	}
 	return cfg, cfg.CheckAndSetDefaults()
 }
 
@@ -218,6 +255,9 @@ func (c *ServerConfig) CheckAndSetDefaults() error {
 		return err
 	}
 	if err := c.ApproverAuth.check(); err != nil {
+		return err
+	}
+	if err := c.UI.check(c.ApproverAuth.OIDC); err != nil {
 		return err
 	}
 	for name, d := range map[string]*time.Duration{
@@ -319,6 +359,42 @@ func (a *ApproverAuthConfig) check() error {
 		normalized[key] = id
 	}
 	a.StaticTokens = normalized
+	return nil
+}
+
+func (u *UIConfig) check(approver *ApproverOIDCConfig) error {
+	if !u.Enabled {
+		return nil
+	}
+	if approver != nil {
+		u.Issuer = cmp.Or(u.Issuer, approver.Issuer)
+		u.ClientID = cmp.Or(u.ClientID, approver.Audience)
+		u.GroupsClaim = cmp.Or(u.GroupsClaim, approver.GroupsClaim)
+	}
+	u.GroupsClaim = cmp.Or(u.GroupsClaim, DefaultGroupsClaim)
+	if !strings.HasPrefix(u.Issuer, "https://") {
+		return fmt.Errorf("invalid ui.issuer %q: set the https issuer URL people sign in with, or approver_auth.oidc", u.Issuer)
+	}
+	if u.ClientID == "" {
+		return errors.New("missing ui.client_id: set the OAuth client id registered for the UI, or approver_auth.oidc.audience")
+	}
+	if u.RedirectURL != "" {
+		r, err := url.Parse(u.RedirectURL)
+		if err != nil || r.Scheme != "https" || r.Path != "/auth/callback" {
+			return fmt.Errorf("invalid ui.redirect_url %q: use https://HOST/auth/callback", u.RedirectURL)
+		}
+	}
+	if u.SessionKey != "" {
+		if b, err := hex.DecodeString(u.SessionKey); err != nil || len(b) != 32 {
+			return errors.New("invalid ui.session_key: use 64 hex digits, such as the output of `openssl rand -hex 32`")
+		}
+	}
+	if u.SessionTTL < 0 || (u.SessionTTL > 0 && u.SessionTTL < time.Minute) {
+		return fmt.Errorf("invalid ui.session_ttl %s: use at least 1m", u.SessionTTL)
+	}
+	if u.SessionTTL == 0 {
+		u.SessionTTL = DefaultUISessionTTL
+	}
 	return nil
 }
 

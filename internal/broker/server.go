@@ -48,6 +48,24 @@ type ServerOptions struct {
 	// Engine tuning for tests and the demo; zero fields take the lifecycle
 	// defaults.
 	EngineOptions lifecycle.Options
+	// UI builds the web UI when ServerConfig.UI.Enabled. It is a hook
+	// because the UI package imports this one.
+	UI func(UIDeps) (http.Handler, error)
+}
+
+// UIDeps are the parts of a Server that ServerOptions.UI builds on.
+type UIDeps struct {
+	Config  ServerConfig // checked, with defaults set
+	Service *Service
+	Store   store.Store
+	Engine  *lifecycle.Engine
+	// Client trusts ELEVATE_CA_FILE, for the sign-in provider's endpoints.
+	Client *http.Client
+	Getenv func(string) string
+	Logger *slog.Logger
+	Now    func() time.Time
+	// URL is the broker's base URL, such as https://127.0.0.1:8443.
+	URL string
 }
 
 // Server is a broker process: the Service, its HTTP API over TLS and its
@@ -117,8 +135,36 @@ func NewServer(ctx context.Context, cfg ServerConfig, o ServerOptions) (*Server,
 	if err := s.listen(o.Listener); err != nil {
 		return nil, err
 	}
+	if err := s.mountUI(o, engine, client); err != nil {
+		s.ln.Close()
+		return nil, err
+	}
 	ok = true
 	return s, nil
+}
+
+// mountUI serves the web UI at / when it is enabled. The API keeps /v1,
+// /healthz and /readyz with bearer authentication only.
+func (s *Server) mountUI(o ServerOptions, engine *lifecycle.Engine, client *http.Client) error {
+	if !s.cfg.UI.Enabled {
+		return nil
+	}
+	if o.UI == nil {
+		return errors.New("ui.enabled is set but this program was built without the web UI")
+	}
+	ui, err := o.UI(UIDeps{Config: s.cfg, Service: s.svc, Store: s.store, Engine: engine, Client: client,
+		Getenv: o.Getenv, Logger: o.Logger, Now: o.Now, URL: s.url})
+	if err != nil {
+		return fmt.Errorf("web UI: %w", err)
+	}
+	api := s.http.Handler
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api)
+	mux.Handle("/healthz", api)
+	mux.Handle("/readyz", api)
+	mux.Handle("/", ui)
+	s.http.Handler = mux
+	return nil
 }
 
 // connectAzure builds the broker's credential from the environment, checks
