@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,6 +35,7 @@ type demoOptions struct {
 	Output           string
 	Backend          string
 	Broker           bool // run the broker walkthrough of demo_broker.go
+	UI               bool // with Broker, serve the web UI afterwards (demo_ui.go)
 }
 
 func newDemoCommand(streams Streams) *cobra.Command {
@@ -50,6 +52,9 @@ With --backend pim-assign the grant is a time-bound PIM assignment that
 Azure would end by itself at the deadline, and Elevate removes it early.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.UI && !o.Broker {
+				return &UsageError{errors.New("--ui needs --broker: the web UI is part of the broker")}
+			}
 			if o.Broker {
 				return runBrokerDemo(cmd.Context(), streams, o)
 			}
@@ -62,6 +67,7 @@ Azure would end by itself at the deadline, and Elevate removes it early.`,
 	fs.StringVarP(&o.Output, "output", "o", "text", "result format on stdout: text or json")
 	fs.StringVar(&o.Backend, "backend", lifecycle.BackendRBAC, "grant backend of the walkthrough: rbac or pim-assign")
 	fs.BoolVar(&o.Broker, "broker", false, "run the broker walkthrough instead: elevate serve on loopback, requests, an approval, revoke and cancel")
+	fs.BoolVar(&o.UI, "ui", false, "with --broker: serve the web UI after the walkthrough, with one request to approve, until Ctrl-C")
 	return cmd
 }
 

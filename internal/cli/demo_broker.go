@@ -99,6 +99,11 @@ func runBrokerDemo(ctx context.Context, streams Streams, o demoOptions) error {
 	if err != nil {
 		return err
 	}
+	if o.UI {
+		if err := d.serveUI(ctx); err != nil {
+			return err
+		}
+	}
 	if o.Output == "json" {
 		enc := json.NewEncoder(streams.Out)
 		enc.SetIndent("", "  ")
@@ -168,8 +173,13 @@ func (d *brokerDemo) start(ctx context.Context, dir string, o demoOptions) (stop
 	if d.streams.getenv("ELEVATE_LOG_LEVEL") != "" {
 		logger = newLogger(d.streams)
 	}
+	ui, err := d.uiHook(o.UI, &cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
 	d.broker, err = broker.NewServer(ctx, cfg, broker.ServerOptions{
-		Getenv: func(k string) string { return brokerEnv[k] }, Logger: logger, Listener: ln,
+		Getenv: func(k string) string { return brokerEnv[k] }, Logger: logger, Listener: ln, UI: ui,
 		EngineOptions: lifecycle.Options{BackoffBase: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	})
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/elevate-dev/elevate/internal/broker"
+	"github.com/elevate-dev/elevate/internal/webui"
 )
 
 func init() { commands = append(commands, newServeCommand) }
@@ -44,7 +45,7 @@ func runServe(ctx context.Context, streams Streams, configFile string) error {
 	if err != nil {
 		return &UsageError{err}
 	}
-	srv, err := broker.NewServer(ctx, cfg, broker.ServerOptions{Getenv: streams.getenv, Logger: serveLogger(streams)})
+	srv, err := broker.NewServer(ctx, cfg, broker.ServerOptions{Getenv: streams.getenv, Logger: serveLogger(streams), UI: webui.New})
 	if err != nil {
 		return err
 	}
