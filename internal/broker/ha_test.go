@@ -338,3 +338,33 @@ func liveTemporary(srv *emulator.Server) int {
 	}
 	return n
 }
+
+// TestStoredApprovalSettledBySweep stores an approval the way Review does
+// and stops before Review acts on it, as a replica that dies there would.
+// The next sweep must approve and grant the request.
+func TestStoredApprovalSettledBySweep(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2025, 3, 4, 9, 0, 0, 0, time.UTC)}
+	arm := newMapARM()
+	st := openSQLite(t, clock.Now)
+	svc := serviceOn(t, st, arm, clock.Now, "replica-a")
+	r, err := svc.Create(ctx, pipeline, contributorFor(0, ""))
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	if _, err := st.AddApproval(ctx, store.Approval{RequestID: r.ID, Approver: approver.Subject,
+		Verdict: store.VerdictApprove, RequestHash: r.Hash}); err != nil {
+		t.Fatalf("AddApproval: %v", err)
+	}
+	svc.SweepOnce(ctx)
+	got, err := st.GetRequest(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.RequestActive {
+		t.Errorf("state after sweep: got %s; want active", got.State)
+	}
+	if n := arm.live(); n != 1 {
+		t.Errorf("role assignments: got %d; want 1", n)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -83,6 +84,9 @@ type Config struct {
 type Service struct {
 	cfg Config
 	log *slog.Logger
+
+	settleMu   sync.Mutex
+	nextSettle time.Time // when SweepOnce next runs settleStalled
 }
 
 // New checks cfg and returns a Service.

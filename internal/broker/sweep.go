@@ -54,7 +54,10 @@ func (s *Service) SweepOnce(ctx context.Context) int {
 		}
 		handled++
 	}
-	grants, err := s.cfg.Store.ClaimRetries(ctx, start, 100, s.cfg.ReplicaID, s.retryDelay(0))
+	// The claim must outlast one revoke attempt, which with ARM's own
+	// retries can take longer than RetryBase, or a second replica claims
+	// the grant and deletes it too.
+	grants, err := s.cfg.Store.ClaimRetries(ctx, start, 100, s.cfg.ReplicaID, claimFor)
 	if err != nil {
 		s.log.ErrorContext(ctx, "claim revoke retries failed", "error", err)
 	}
@@ -64,6 +67,9 @@ func (s *Service) SweepOnce(ctx context.Context) int {
 		handled++
 	}
 	handled += s.expirePending(ctx)
+	if s.settleDue(start) {
+		handled += s.settleStalled(ctx)
+	}
 	if handled > 0 {
 		s.log.InfoContext(ctx, "sweep done", "handled", handled, "elapsed", s.cfg.Now().Sub(start))
 	}
@@ -113,6 +119,9 @@ func (s *Service) revokeGrant(ctx context.Context, g store.Grant) {
 	if g.Attempts >= s.cfg.MaxRevokeAttempts {
 		log.ErrorContext(ctx, "revoke keeps failing: the grant may still give access", "error", err, "next_attempt", next)
 		s.audit(ctx, g.RequestID, "revoke_failed", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID, "assignment": g.AssignmentName, "error": msg})
+		if g.Attempts == s.cfg.MaxRevokeAttempts { // notify once, when the sweeper gives up
+			s.notify(ctx, "revoke_failed", store.Request{ID: g.RequestID, Error: msg})
+		}
 	} else {
 		log.WarnContext(ctx, "revoke failed, will retry", "error", err, "next_attempt", next)
 	}
@@ -174,8 +183,54 @@ func (s *Service) expirePending(ctx context.Context) int {
 	return n
 }
 
+// settleInterval is how often a sweeper re-applies the stored approvals of
+// pending requests, in settleStalled.
+const settleInterval = 30 * time.Second
+
+// settleDue reports whether settleStalled should run at now, and if so
+// moves the next run settleInterval on.
+func (s *Service) settleDue(now time.Time) bool {
+	s.settleMu.Lock()
+	defer s.settleMu.Unlock()
+	if now.Before(s.nextSettle) {
+		return false
+	}
+	s.nextSettle = now.Add(settleInterval)
+	return true
+}
+
+// settleStalled re-applies the stored approvals of every pending request.
+// Review stores an approval and then acts on it; a replica that dies or
+// loses the database in between leaves a request pending with enough
+// approvals, and the reviewer's retry is rejected as a duplicate. This
+// finds such requests. It returns how many left pending.
+func (s *Service) settleStalled(ctx context.Context) int {
+	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestPending}, Limit: store.MaxListLimit})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list pending requests failed", "error", err)
+		return 0
+	}
+	now := s.cfg.Now()
+	n := 0
+	for _, r := range page.Requests {
+		if r.Decision.Outcome != store.OutcomeNeedsApproval || (!r.ApprovalDeadline.IsZero() && !now.Before(r.ApprovalDeadline)) {
+			continue // expirePending ends these
+		}
+		got, err := s.settle(ctx, r.ID)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			s.log.ErrorContext(ctx, "settle pending request failed", "request_id", r.ID, "error", err)
+		}
+		if err == nil && got.State != store.RequestPending {
+			s.log.InfoContext(ctx, "settled a request its approvals had decided", "request_id", r.ID, "state", got.State)
+			n++
+		}
+	}
+	return n
+}
+
 // Reconcile brings the store and Azure into agreement after a crash: grants
-// left as intents are created (if a lease still holds them) or removed, and
+// left as intents are created (if a lease still holds them) or removed,
+// pending requests whose stored approvals decide them are settled, and
 // approved requests that never became active are activated.
 func (s *Service) Reconcile(ctx context.Context) {
 	grants, err := s.cfg.Store.NonTerminalGrants(ctx)
@@ -216,6 +271,7 @@ func (s *Service) Reconcile(ctx context.Context) {
 		}
 		fixed++
 	}
+	fixed += s.settleStalled(ctx)
 	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestApproved}, Limit: store.MaxListLimit})
 	if err != nil {
 		s.log.ErrorContext(ctx, "reconcile: list approved requests failed", "error", err)
