@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/elevate-dev/elevate/internal/metrics"
+	"github.com/elevate-dev/elevate/internal/notify"
 )
 
 // Defaults of ServerConfig, documented in docs/broker.md.
@@ -65,6 +68,10 @@ type ServerConfig struct {
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// UI configures the web UI for reviewers and admins. Default off.
 	UI UIConfig `yaml:"ui"`
+	// Notify configures notifications and the audit stream. Default off.
+	Notify notify.Config `yaml:"notify"`
+	// Metrics configures the Prometheus /metrics endpoint. Default off.
+	Metrics metrics.Config `yaml:"metrics"`
 }
 
 // DefaultUISessionTTL is the default of UIConfig.SessionTTL.
@@ -96,6 +103,11 @@ type UIConfig struct {
 	SessionKey string `yaml:"session_key"`
 	// SessionTTL is how long a sign-in lasts. Default 8h.
 	SessionTTL time.Duration `yaml:"session_ttl"`
+	// BaseURL is the UI's public address, such as
+	// https://elevate.contoso.example. Notifications link to
+	// BaseURL/requests/ID; without it they carry no link. It applies
+	// whether or not this broker serves the UI itself.
+	BaseURL string `yaml:"base_url"`
 }
 
 // TLSConfig is the broker's certificate. In YAML it is either the string
@@ -273,6 +285,15 @@ func (c *ServerConfig) CheckAndSetDefaults() error {
 	}
 	if c.SweepInterval != 0 && c.SweepInterval < 10*time.Millisecond {
 		return fmt.Errorf("invalid sweep_interval %s: use at least 10ms", c.SweepInterval)
+	}
+	if err := c.Notify.CheckAndSetDefaults(); err != nil {
+		return err
+	}
+	if err := c.Metrics.CheckAndSetDefaults(); err != nil {
+		return err
+	}
+	if u, err := url.Parse(c.UI.BaseURL); c.UI.BaseURL != "" && (err != nil || u.Scheme != "https" || u.Host == "") {
+		return fmt.Errorf("invalid ui.base_url %q: use the https address people open the UI at", c.UI.BaseURL)
 	}
 	return c.RateLimit.check()
 }

@@ -82,6 +82,7 @@ type Server struct {
 	certs   *x509.CertPool
 	devCert string
 	ready   atomic.Bool
+	obs     observability
 }
 
 // NewServer signs in to Azure as the broker's identity, opens the store,
@@ -117,9 +118,13 @@ func NewServer(ctx context.Context, cfg ServerConfig, o ServerOptions) (*Server,
 			s.store.Close()
 		}
 	}()
-	s.svc, err = New(Config{Store: s.store, Policy: pol, Engine: engine, ReplicaID: cfg.ReplicaID, Now: o.Now,
+	svcStore, notifyHook, err := s.observeStore(o)
+	if err != nil {
+		return nil, err
+	}
+	s.svc, err = New(Config{Store: svcStore, Policy: pol, Engine: engine, ReplicaID: cfg.ReplicaID, Now: o.Now,
 		Logger: o.Logger, MaxDuration: cfg.MaxDuration, ApprovalTimeout: cfg.ApprovalTimeout,
-		SweepInterval: cfg.SweepInterval})
+		SweepInterval: cfg.SweepInterval, Notify: notifyHook})
 	if err != nil {
 		return nil, err
 	}
@@ -136,6 +141,10 @@ func NewServer(ctx context.Context, cfg ServerConfig, o ServerOptions) (*Server,
 		return nil, err
 	}
 	if err := s.mountUI(o, engine, client); err != nil {
+		s.ln.Close()
+		return nil, err
+	}
+	if err := s.mountMetrics(); err != nil {
 		s.ln.Close()
 		return nil, err
 	}
@@ -334,6 +343,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.ready.Store(true)
 		_ = s.svc.Sweep(sweepCtx)
 	})
+	stopObservability := s.startObservability(context.WithoutCancel(ctx))
 	served := make(chan error, 1)
 	go func() { served <- s.http.Serve(s.ln) }()
 
@@ -351,6 +361,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopSweep()
 	sweeper.Wait()
+	stopObservability()
 	if cerr := s.store.Close(); cerr != nil {
 		s.log.Error("close store failed", "error", cerr)
 	}
