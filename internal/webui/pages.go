@@ -195,13 +195,40 @@ func (u *UI) activePage(w http.ResponseWriter, r *http.Request, s session) error
 	}
 	// Soonest to expire first.
 	slices.SortStableFunc(page.Requests, func(a, b store.Request) int { return a.ExpiresAt.Compare(b.ExpiresAt) })
+	entries := make([]activeEntry, len(page.Requests))
+	for i, req := range page.Requests {
+		entries[i] = activeEntry{Request: req, Rows: u.rows(r.Context(), req)}
+	}
 	grants, err := u.store.ActiveGrants(r.Context())
 	if err != nil {
 		return fmt.Errorf("list active grants: %w", err)
 	}
 	u.render(w, r, http.StatusOK, "active.html", &s, pageData{Title: "Active grants", Nav: "active",
-		Content: map[string]any{"Requests": page.Requests, "Grants": grants, "Now": u.now(), "CSRF": s.CSRF, "Admin": s.Admin}})
+		Content: map[string]any{"Entries": entries, "Grants": grants, "Now": u.now(), "CSRF": s.CSRF, "Admin": s.Admin}})
 	return nil
+}
+
+// activeEntry is one row of the active grants page.
+type activeEntry struct {
+	Request store.Request
+	// Rows name the roles and resources, or show the ids when the
+	// approval table cannot be built.
+	Rows []approval.Row
+}
+
+// rows returns the approval table rows of r, with ids in place of names
+// when the table cannot be built.
+func (u *UI) rows(ctx context.Context, r store.Request) []approval.Row {
+	t, err := u.tables.table(ctx, r)
+	if err == nil {
+		return t.Rows
+	}
+	u.log.WarnContext(ctx, "approval table failed", "request_id", r.ID, "error", err)
+	rows := make([]approval.Row, len(r.Pairs))
+	for i, p := range r.Pairs {
+		rows[i] = approval.Row{RoleID: p.RoleID, ResourceID: p.Scope}
+	}
+	return rows
 }
 
 // revoke ends an active request now. The broker allows it to admins only.

@@ -29,6 +29,10 @@ const maxCookieBytes = 3800
 // session is a signed-in person, sealed into the session cookie. The
 // cookie is the only copy: the server keeps no session records, so any
 // replica with the same key reads it.
+//
+// NOTE: signing out deletes the cookie in the browser, but a copy taken
+// before stays valid until Expires, because there is no server-side record
+// to revoke. Rotating ui.session_key ends every session.
 type session struct {
 	Subject string   `json:"sub"`
 	Groups  []string `json:"groups,omitempty"`
