@@ -49,8 +49,8 @@ func (u *UI) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	clearCookie(w, signInCookie, http.SameSiteLaxMode)
 	if e := q.Get("error"); e != "" {
-		u.log.InfoContext(r.Context(), "sign-in refused by the provider", "error", e)
-		u.renderError(w, r, nil, http.StatusForbidden, "The sign-in provider refused the sign-in: "+e+".")
+		u.log.InfoContext(r.Context(), "sign-in rejected by the provider", "error", e)
+		u.renderError(w, r, nil, http.StatusForbidden, "The sign-in provider rejected the sign-in: "+e+". Sign in again.")
 		return
 	}
 	d, err := u.provider.endpoints(r.Context())

@@ -227,8 +227,8 @@ func TestBrowserReviewFlow(t *testing.T) {
 	id := env.request(t, "octocat", "Read the storage account to debug the nightly export (INC-2041)")
 	own := env.request(t, "approver@contoso.example", "Started by the approver themselves")
 
-	// The approver signs in through the emulator's provider and sees both
-	// pending requests.
+	// The approver signs in through the emulator's provider, and the page
+	// lists both pending requests.
 	signIn(t, ctx, base, e2eApproverOID)
 	step(t, ctx, "pending page", chromedp.WaitVisible(chromedp.ID("request-"+id)))
 	if got, want := text(t, ctx, "#signed-in-as"), "user:approver@contoso.example"; got != want {

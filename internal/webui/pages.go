@@ -20,7 +20,7 @@ const maxListed = 200
 // maxCommentRunes bounds a review comment.
 const maxCommentRunes = 2000
 
-// requestCard is one request as a reviewer sees it.
+// requestCard is one request as shown to a reviewer.
 type requestCard struct {
 	Request    store.Request
 	Table      approval.Table
@@ -28,8 +28,8 @@ type requestCard struct {
 	Approvals  []store.Approval
 	// Claims are the requester's token claims, sorted by name.
 	Claims [][2]string
-	// Own is set when the signed-in person is the requester, under any of
-	// the names policy knows the requester by; OwnAs is that name.
+	// Own is set when the signed-in person is the requester under any of
+	// the names policy gives the requester. OwnAs is the matching name.
 	Own   bool
 	OwnAs string
 	// MyVerdict is the signed-in person's earlier verdict, if any.
@@ -332,8 +332,8 @@ func (u *UI) auditPage(w http.ResponseWriter, r *http.Request, s session) error 
 // requestAudit collects the events of one request from the chain.
 //
 // NOTE: the store has no index of events by request, so this reads the
-// chain from the start, up to maxAuditScan events; later events of a
-// request in a longer chain are not shown, and the page says so.
+// chain from the start, up to maxAuditScan events. Later events of a
+// request in a longer chain are not shown, and the page warns about it.
 func (u *UI) requestAudit(ctx context.Context, requestID string) ([]store.AuditEvent, bool, error) {
 	var out []store.AuditEvent
 	var from int64

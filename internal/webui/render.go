@@ -13,7 +13,7 @@ import (
 	"github.com/elevate-dev/elevate/internal/store"
 )
 
-// pageData is what every page template receives.
+// pageData is the data of every page template.
 type pageData struct {
 	Title string
 	// Nav is the navigation entry to mark as current.

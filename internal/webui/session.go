@@ -46,8 +46,8 @@ type session struct {
 	Expires int64 `json:"exp"`
 }
 
-// signInState is what the callback needs to finish a sign-in that /login
-// started: the OAuth state, the nonce and the PKCE verifier.
+// signInState is the state of a sign-in from /login to the callback: the
+// OAuth state, the nonce and the PKCE verifier.
 type signInState struct {
 	State    string `json:"state"`
 	Nonce    string `json:"nonce"`

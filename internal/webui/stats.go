@@ -30,10 +30,10 @@ type dashboard struct {
 	ApprovalSVG, HeldSVG      template.HTML
 }
 
-// stats computes the dashboard from the requests created in the window:
-// elevations (grants made) and denials per day, the median time from
-// request to the approval that completed it, and the median time a grant
-// was held (until now for one still active).
+// stats computes the dashboard from the requests created in the window.
+// It counts elevations (grants made) and denials per day. It takes the
+// median time from request to the approval that completed it, and the
+// median time a grant was held, until now for one still active.
 func (u *UI) stats(ctx context.Context) (dashboard, error) {
 	now := u.now().UTC()
 	today := now.Truncate(24 * time.Hour)
