@@ -243,7 +243,7 @@ func runCrashCase(t *testing.T, bin string, srv *emulator.Server, scopes []strin
 		mustRun(t, bin, env, append([]string{"plan", "--plan-file", planFile, "-o", "json"}, request...)...)
 	}
 
-	crashEnv := maps(env, map[string]string{crashpoint.EnvAt: c.Point,
+	crashEnv := withEnv(env, map[string]string{crashpoint.EnvAt: c.Point,
 		crashpoint.EnvAfter: fmt.Sprint(c.After), crashpoint.EnvDelay: durationOrEmpty(c.Delay)})
 	crashed := runBinary(t, bin, crashEnv, time.Minute, crashActionArgs(c, planFile, request)...)
 	out.Killed = crashed.Signal == syscall.SIGKILL &&
@@ -293,7 +293,7 @@ func runCrashCase(t *testing.T, bin string, srv *emulator.Server, scopes []strin
 
 // crashRequestArgs are the request flags shared by plan, run and
 // rotate-secret. A rotation's first pair is Key Vault Secrets Officer on
-// the vault; every other pair is Reader on a storage account.
+// the vault, and every other pair is Reader on a storage account.
 func crashRequestArgs(c crashCase, scopes []string, requestID string) []string {
 	args := []string{"--justification", "crash test " + c.String(), "--request-id", requestID}
 	readers := c.Pairs
@@ -409,8 +409,9 @@ func mustRun(t *testing.T, bin string, env map[string]string, args ...string) pr
 	return res
 }
 
-// maps returns a copy of base with extra added; empty values are left out.
-func maps(base, extra map[string]string) map[string]string {
+// withEnv returns a copy of base with extra added. Empty values in extra
+// are left out.
+func withEnv(base, extra map[string]string) map[string]string {
 	out := make(map[string]string, len(base)+len(extra))
 	for k, v := range base {
 		out[k] = v

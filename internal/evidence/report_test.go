@@ -95,3 +95,24 @@ func TestParseBenchCustomMetrics(t *testing.T) {
 		t.Errorf("grant-ms/op: got %v; want [207.5 217.5]", got)
 	}
 }
+
+func TestRenderReliabilityListsMisses(t *testing.T) {
+	zero := &Target{Op: "==", Value: 0}
+	summaries := Summarize([]Result{
+		{Figures: []Figure{{Name: "crash.assignments_left", Value: 2, Unit: "assignments", Target: zero,
+			Notes: []string{"a PUT landed late"}}}},
+		{Figures: []Figure{{Name: "soak.clean_percent", Value: 100, Unit: "%", Target: &Target{Op: ">=", Value: 100}}}},
+	})
+	got := RenderReliability(summaries, Machine{CPUs: 2, CPUModel: "test CPU", GoVersion: "go1.x", Date: "2026-01-01"}, "make bench", 1)
+	for _, want := range []string{
+		"| `assignments_left` | 2 | 2 to 2 | assignments | `== 0` | 0 of 1 runs |",
+		"| `clean_percent` | 100% | 100 to 100 | % | `>= 100` | 1 of 1 runs |",
+		"- `crash.assignments_left` missed `== 0` in 1 of 1 runs (median 2). Reason: a PUT landed late.",
+		"2 CPUs (`nproc`), `test CPU`",
+		"`request.audited`",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
