@@ -593,12 +593,7 @@ func (s *Service) toLifecycleGrant(g store.Grant) lifecycle.Grant {
 }
 
 func (s *Service) isRequester(reviewer Identity, r store.Request) bool {
-	for _, id := range s.requesterIdentities(r) {
-		if strings.EqualFold(id, reviewer.Subject) {
-			return true
-		}
-	}
-	return false
+	return policy.IsRequester(reviewer.Subject, s.requesterIdentities(r))
 }
 
 // requesterIdentities lists every name the requester is known by: the token

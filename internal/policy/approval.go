@@ -77,6 +77,19 @@ func (p *Policy) GroupsOf(subject string, claimGroups []string) []string {
 
 func normalizeSubject(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
+// IsRequester reports whether subject names one of the requester identities,
+// compared as Evaluate compares them: ignoring case, as written or after the
+// "kind:" prefix.
+func IsRequester(subject string, requester []string) bool {
+	subject = normalizeSubject(subject)
+	for _, r := range requester {
+		if sameIdentity(normalizeSubject(r), subject) {
+			return true
+		}
+	}
+	return false
+}
+
 // sameIdentity reports whether two normalized subjects name the same
 // identity: equal as written, or equal after the "kind:" prefix. The second
 // test makes "github:alice" and "user:alice" the same person, which refuses

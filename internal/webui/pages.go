@@ -71,9 +71,8 @@ func (u *UI) card(ctx context.Context, s session, r store.Request) (requestCard,
 
 // ownRequest reports whether s is the requester of r, comparing the way
 // policy does: the subject, "github:" + actor and "principal:" + principal
-// id, equal as written or after the "kind:" prefix. The broker refuses
-// exact matches itself; the prefix rule also catches user:alice reviewing
-// a run that github:alice started.
+// id, equal as written or after the "kind:" prefix, so user:alice cannot
+// review a run that github:alice started. The broker refuses it too.
 func ownRequest(s session, r store.Request) (string, bool) {
 	mine := []string{s.Subject}
 	if s.ObjectID != "" {
@@ -85,25 +84,12 @@ func ownRequest(s session, r store.Request) (string, bool) {
 	})
 	for _, a := range mine {
 		for _, b := range theirs {
-			if sameIdentity(a, b) {
+			if policy.IsRequester(a, []string{b}) {
 				return b, true
 			}
 		}
 	}
 	return "", false
-}
-
-func sameIdentity(a, b string) bool {
-	a, b = strings.ToLower(strings.TrimSpace(a)), strings.ToLower(strings.TrimSpace(b))
-	if a == "" || b == "" {
-		return false
-	}
-	if a == b {
-		return true
-	}
-	_, av, aok := strings.Cut(a, ":")
-	_, bv, bok := strings.Cut(b, ":")
-	return aok && bok && av != "" && av == bv
 }
 
 func sortedKeys(m map[string]string) []string {
