@@ -40,7 +40,8 @@ type Config struct {
 	AuditStream *AuditStreamConfig `yaml:"audit_stream"`
 	// MaxAttempts is the number of failed deliveries after which a message
 	// is dead: it stays in the outbox, is logged as an error and counted,
-	// and is not tried again. Default 10.
+	// and is not tried again. The outbox counts claims, so an attempt cut
+	// short by a shutdown counts too. Default 10.
 	MaxAttempts int `yaml:"max_attempts"`
 	// RetryBase and RetryMax shape the exponential backoff between
 	// attempts of one message. Defaults 5s and 10m.

@@ -258,7 +258,9 @@ func (d *Dispatcher) attempt(ctx context.Context, m store.OutboxMessage, sink st
 	err := post(reqCtx, d.o.Client, ep, m.ID, contentType, body, d.o.Now())
 	cancel()
 	if err == nil {
-		if err := d.o.Store.MarkDelivered(ctx, m.ID); err != nil {
+		recordCtx, cancel := recordContext(ctx)
+		defer cancel()
+		if err := d.o.Store.MarkDelivered(recordCtx, m.ID); err != nil {
 			// The claim runs out and the message is sent again: the
 			// receiver gets the same Idempotency-Key twice.
 			d.log.ErrorContext(ctx, "record notification delivery failed", "message_id", m.ID, "sink", sink, "error", err)
@@ -285,7 +287,9 @@ func (d *Dispatcher) attempt(ctx context.Context, m store.OutboxMessage, sink st
 	next := d.o.Now().Add(delay)
 	d.log.WarnContext(ctx, "notification delivery failed, will retry", "message_id", m.ID, "sink", sink,
 		"kind", m.Kind, "attempt", attempts, "max_attempts", d.o.Config.MaxAttempts, "delay", delay, "error", err)
-	if err := d.o.Store.MarkFailed(ctx, m.ID, err.Error(), next); err != nil {
+	recordCtx, cancel := recordContext(ctx)
+	defer cancel()
+	if err := d.o.Store.MarkFailed(recordCtx, m.ID, err.Error(), next); err != nil {
 		d.log.ErrorContext(ctx, "record notification failure failed", "message_id", m.ID, "error", err)
 	}
 	return next
@@ -306,10 +310,19 @@ func (d *Dispatcher) retryDelay(attempts int) time.Duration {
 func (d *Dispatcher) dead(ctx context.Context, m store.OutboxMessage, sink string, cause error) {
 	d.log.ErrorContext(ctx, "notification dead: giving up, it will not be sent", "message_id", m.ID,
 		"sink", sink, "kind", m.Kind, "attempts", m.Attempts, "error", cause)
-	d.observe(sink, Observer.NotificationDead)
-	if err := d.o.Store.MarkFailed(ctx, m.ID, "dead: "+cause.Error(), DeadUntil); err != nil {
+	recordCtx, cancel := recordContext(ctx)
+	defer cancel()
+	if err := d.o.Store.MarkFailed(recordCtx, m.ID, "dead: "+cause.Error(), DeadUntil); err != nil {
 		d.log.ErrorContext(ctx, "record dead notification failed", "message_id", m.ID, "error", err)
 	}
+	d.observe(sink, Observer.NotificationDead)
+}
+
+// recordContext returns a context for recording an outcome in the store.
+// It outlives ctx, so a shutdown during a delivery does not lose the
+// outcome of a post that already happened.
+func recordContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), enqueueTimeout)
 }
 
 func (d *Dispatcher) observe(sink string, f func(Observer, string)) {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -162,4 +163,9 @@ func (c *counter) get(m map[string]int, s string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return m[s]
+}
+
+// testLogger writes the dispatcher's log to the test log.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
