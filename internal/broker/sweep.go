@@ -122,9 +122,6 @@ func (s *Service) revokeGrant(ctx context.Context, g store.Grant) {
 		if g.Attempts == s.cfg.MaxRevokeAttempts { // notify once, when the sweeper gives up
 			s.notify(ctx, "revoke_failed", store.Request{ID: g.RequestID, Error: msg})
 		}
-		if g.Attempts == s.cfg.MaxRevokeAttempts { // notify once, when the sweeper gives up
-			s.notify(ctx, "revoke_failed", store.Request{ID: g.RequestID, Error: msg})
-		}
 	} else {
 		log.WarnContext(ctx, "revoke failed, will retry", "error", err, "next_attempt", next)
 	}
