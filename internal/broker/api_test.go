@@ -476,7 +476,7 @@ func TestCancelOverAPI(t *testing.T) {
 	}
 }
 
-func TestExtendNotSupportedYet(t *testing.T) {
+func TestExtendWithinPolicy(t *testing.T) {
 	h := newAPIHarness(t, APIOptions{}, false)
 	d := h.create(t, vaultRequest("e1"))
 	path := "/v1/requests/" + d.Request.ID + "/extend"
@@ -486,9 +486,21 @@ func TestExtendNotSupportedYet(t *testing.T) {
 	if a := h.call(t, "POST", path, approverToken, brokerclient.ExtendInput{Duration: "12m"}, nil); a.status != http.StatusForbidden {
 		t.Errorf("approver extend: status = %d; want 403", a.status)
 	}
-	// NOTE: the Service rejects every extension until leases can move.
-	if a := h.call(t, "POST", path, h.pipelineToken(t, nil), brokerclient.ExtendInput{Duration: "12m"}, nil); a.status != http.StatusBadRequest {
-		t.Errorf("extend: status = %d; want 400 while unsupported", a.status)
+	// The rule allows at most 15 minutes, and an extension never shortens.
+	for _, tc := range []struct {
+		duration string
+		want     int
+	}{{"20m", http.StatusBadRequest}, {"8m", http.StatusBadRequest}, {"12m", http.StatusOK}} {
+		if a := h.call(t, "POST", path, h.pipelineToken(t, nil), brokerclient.ExtendInput{Duration: tc.duration}, nil); a.status != tc.want {
+			t.Errorf("extend to %s: status = %d; want %d", tc.duration, a.status, tc.want)
+		}
+	}
+	got, err := h.store.GetRequest(t.Context(), d.Request.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := got.GrantedAt.Add(12 * time.Minute); !got.ExpiresAt.Equal(want) {
+		t.Errorf("expires at %s; want %s", got.ExpiresAt, want)
 	}
 }
 

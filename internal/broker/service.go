@@ -536,7 +536,9 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 	return done, err
 }
 
-// Extend moves an active request's expiry within the policy's maximum.
+// Extend sets an active request's total duration to total, counted from
+// when it was granted. The new total must be longer than the current one and
+// within the policy rule's maximum and the broker's; the leases move with it.
 func (s *Service) Extend(ctx context.Context, caller Identity, id string, total time.Duration) (store.Request, error) {
 	r, err := s.cfg.Store.GetRequest(ctx, id)
 	if err != nil {
@@ -545,9 +547,26 @@ func (s *Service) Extend(ctx context.Context, caller Identity, id string, total 
 	if !caller.Admin && !strings.EqualFold(caller.Subject, r.Requester) {
 		return r, fmt.Errorf("%w: only the requester or an admin may extend request %s", ErrForbidden, id)
 	}
-	// NOTE: extension changes only the policy check here; leases keep the
-	// expiry they were created with until the store can move them.
-	return r, fmt.Errorf("%w: extending a request is not supported yet; request again", ErrInvalid)
+	if r.State != store.RequestActive {
+		return r, fmt.Errorf("%w: request %s is %s; only an active request can be extended", ErrConflict, id, r.State)
+	}
+	limit := s.cfg.MaxDuration
+	if m := r.Decision.MaxDuration; m > 0 && m < limit {
+		limit = m
+	}
+	switch {
+	case total > limit:
+		return r, fmt.Errorf("%w: duration %s exceeds the maximum of %s set by rule %s", ErrInvalid, total, limit, r.Decision.RuleID)
+	case total <= r.ExpiresAt.Sub(r.GrantedAt):
+		return r, fmt.Errorf("%w: duration %s is not longer than the current %s", ErrInvalid, total, r.ExpiresAt.Sub(r.GrantedAt))
+	}
+	extended, err := s.cfg.Store.ExtendRequest(ctx, id, r.GrantedAt.Add(total))
+	if err != nil {
+		return extended, fmt.Errorf("extend request %s: %w", id, err)
+	}
+	s.audit(ctx, id, "extend", caller.Subject, map[string]any{"duration": total.String(), "expires_at": extended.ExpiresAt})
+	s.log.InfoContext(ctx, "request extended", "request_id", id, "expires_at", extended.ExpiresAt)
+	return extended, nil
 }
 
 func (s *Service) transition(ctx context.Context, id string, from []store.RequestState, to store.RequestState, u store.RequestUpdate) (store.Request, error) {

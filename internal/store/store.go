@@ -52,6 +52,11 @@ type Store interface {
 	// state machine has no edge from a state in from to to.
 	TransitionRequest(ctx context.Context, id string, from []RequestState, to RequestState, u RequestUpdate) (Request, error)
 
+	// ExtendRequest moves the expiry of an active request and its active
+	// leases later, in one transaction; ErrConflict when the request is not
+	// active or the new expiry is not later than the current one.
+	ExtendRequest(ctx context.Context, id string, expiresAt time.Time) (Request, error)
+
 	// AddApproval records one reviewer's verdict on a pending request. It
 	// returns ErrDuplicate when the reviewer has one already, and ErrConflict
 	// when the request is no longer pending or its hash differs from

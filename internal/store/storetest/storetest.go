@@ -103,6 +103,7 @@ func Run(t *testing.T, b Backend) {
 		{"pre-existing grant never revoked", testPreExistingGrant},
 		{"release of intent grant revokes", testReleaseIntentGrant},
 		{"mark grant transitions and conflicts", testMarkGrant},
+		{"extend moves request and leases", testExtendRequest},
 		{"concurrent transition has one winner", testConcurrentTransition},
 		{"concurrent acquire creates one grant", testConcurrentAcquire},
 		{"concurrent release revokes once", testConcurrentRelease},

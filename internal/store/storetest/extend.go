@@ -1,0 +1,56 @@
+package storetest
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/elevate-dev/elevate/internal/store"
+)
+
+func testExtendRequest(t *testing.T, e *env) {
+	r := e.approved("extend")
+	e.mustAcquire(r.ID, scopeA)
+	r, err := e.store.TransitionRequest(e.ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestActive,
+		store.RequestUpdate{GrantedAt: e.clock.Now(), ExpiresAt: e.clock.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := r.ExpiresAt.Add(30 * time.Minute)
+	got, err := e.store.ExtendRequest(e.ctx, r.ID, later)
+	if err != nil {
+		t.Fatalf("ExtendRequest: %v", err)
+	}
+	if !got.ExpiresAt.Equal(later) {
+		t.Errorf("request expires at %s; want %s", got.ExpiresAt, later)
+	}
+	leases, err := e.store.ListLeases(e.ctx, store.LeaseFilter{RequestID: r.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range leases {
+		if !l.ExpiresAt.Equal(later) {
+			t.Errorf("lease %s expires at %s; want %s", l.ID, l.ExpiresAt, later)
+		}
+	}
+	// The old expiry no longer ends the lease.
+	e.clock.Advance(80 * time.Minute)
+	claimed, err := e.store.ClaimExpired(e.ctx, e.clock.Now(), 10, "a", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(claimed) != 0 {
+		t.Errorf("claimed %d leases before the extended expiry; want 0", len(claimed))
+	}
+
+	if _, err := e.store.ExtendRequest(e.ctx, r.ID, later.Add(-time.Minute)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("shortening error = %v; want ErrConflict", err)
+	}
+	pending := e.create(sampleRequest("pending"))
+	if _, err := e.store.ExtendRequest(e.ctx, pending.ID, later); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("extending a pending request error = %v; want ErrConflict", err)
+	}
+	if _, err := e.store.ExtendRequest(e.ctx, "00000000-0000-0000-0000-00000000dead", later); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("extending an unknown request error = %v; want ErrNotFound", err)
+	}
+}
