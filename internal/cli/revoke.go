@@ -1,9 +1,13 @@
 package cli
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -93,6 +97,9 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 		grants[i] = lifecycle.Grant{Pair: p, RoleName: pl.Pairs[i].RoleName, Backend: choices[i].Backend,
 			RoleDefinitionID: pl.Pairs[i].RoleDefinitionID, AssignmentName: pl.Pairs[i].AssignmentName}
 	}
+	if err := applyAuditedGrants(auditLog, req.ID, grants); err != nil {
+		sess.log.WarnContext(ctx, "could not read earlier grant records from the audit log", "path", auditLog, "error", err)
+	}
 	start := time.Now()
 	err = engine.RevokePlanned(ctx, req, grants)
 	for _, g := range grants {
@@ -114,4 +121,44 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 		}
 	}
 	return err
+}
+
+// applyAuditedGrants fills in what an earlier apply of the same request
+// recorded about each grant: the Azure id (an Entra grant cannot be found
+// without it) and whether the grant was adopted, in which case it is not
+// Elevate's to remove. Grants with no record keep their planned values.
+func applyAuditedGrants(path, requestID string, grants []lifecycle.Grant) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	byPair := make(map[string]int, len(grants))
+	for i, g := range grants {
+		byPair[strings.ToLower(g.Pair.RoleID)+"\n"+g.Pair.Scope.Key()] = i
+	}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), audit.MaxLineBytes)
+	for sc.Scan() {
+		var rec audit.Record
+		if json.Unmarshal(sc.Bytes(), &rec) != nil || !strings.EqualFold(rec.RequestID, requestID) {
+			continue
+		}
+		for _, p := range rec.Pairs {
+			i, ok := byPair[strings.ToLower(p.RoleID)+"\n"+strings.ToLower(p.Scope)]
+			if !ok {
+				continue
+			}
+			if p.PreExisting {
+				grants[i].PreExisting = true
+			}
+			if p.AssignmentID != "" && (p.Backend == "" || p.Backend == grants[i].Backend || grants[i].Backend == "") {
+				grants[i].AssignmentID = p.AssignmentID
+			}
+		}
+	}
+	return sc.Err()
 }
