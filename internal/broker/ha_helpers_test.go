@@ -254,13 +254,21 @@ func execPostgres(t testing.TB, dsn, stmt string) {
 type mapARM struct {
 	mu          sync.Mutex
 	assignments map[string]azure.Assignment // by lower-case assignment id
+	byPair      map[string]string           // assignment id by pairKey
 	creates     map[string]int              // PUTs that created, by id
 	deletes     map[string]int              // DELETEs that removed, by id
 	latency     time.Duration
 }
 
 func newMapARM() *mapARM {
-	return &mapARM{assignments: map[string]azure.Assignment{}, creates: map[string]int{}, deletes: map[string]int{}}
+	return &mapARM{assignments: map[string]azure.Assignment{}, byPair: map[string]string{},
+		creates: map[string]int{}, deletes: map[string]int{}}
+}
+
+// pairKey identifies an assignment by scope, role and principal, which ARM
+// compares without case.
+func pairKey(scope, roleDefinitionID, principalID string) string {
+	return strings.ToLower(scope + " " + roleDefinitionID + " " + principalID)
 }
 
 var mapRoles = map[string]string{
@@ -286,14 +294,13 @@ func (m *mapARM) CreateAssignment(_ context.Context, a azure.Assignment) (azure.
 	if got, ok := m.assignments[key]; ok {
 		return got, nil
 	}
-	for _, other := range m.assignments {
-		if strings.EqualFold(other.Scope, a.Scope) && strings.EqualFold(other.PrincipalID, a.PrincipalID) &&
-			strings.EqualFold(other.RoleDefinitionID, a.RoleDefinitionID) {
-			return azure.Assignment{}, fmt.Errorf("create %s: %w", key, azure.ErrAssignmentExists)
-		}
+	pair := pairKey(a.Scope, a.RoleDefinitionID, a.PrincipalID)
+	if _, ok := m.byPair[pair]; ok {
+		return azure.Assignment{}, fmt.Errorf("create %s: %w", key, azure.ErrAssignmentExists)
 	}
 	a.ID = a.Scope + "/providers/Microsoft.Authorization/roleAssignments/" + a.Name
 	m.assignments[key] = a
+	m.byPair[pair] = key
 	m.creates[key]++
 	return a, nil
 }
@@ -316,10 +323,12 @@ func (m *mapARM) DeleteAssignment(_ context.Context, scope, name string) (bool, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	key := assignmentKey(scope, name)
-	if _, ok := m.assignments[key]; !ok {
+	a, ok := m.assignments[key]
+	if !ok {
 		return false, nil
 	}
 	delete(m.assignments, key)
+	delete(m.byPair, pairKey(a.Scope, a.RoleDefinitionID, a.PrincipalID))
 	m.deletes[key]++
 	return true, nil
 }
@@ -327,11 +336,8 @@ func (m *mapARM) DeleteAssignment(_ context.Context, scope, name string) (bool, 
 func (m *mapARM) FindAssignment(_ context.Context, scope, roleDefinitionID, principalID string) (azure.Assignment, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, a := range m.assignments {
-		if strings.EqualFold(a.Scope, scope) && strings.EqualFold(a.PrincipalID, principalID) &&
-			strings.EqualFold(a.RoleDefinitionID, roleDefinitionID) {
-			return a, nil
-		}
+	if key, ok := m.byPair[pairKey(scope, roleDefinitionID, principalID)]; ok {
+		return m.assignments[key], nil
 	}
 	return azure.Assignment{}, fmt.Errorf("find assignment at %s: %w", scope, azure.ErrNotFound)
 }
