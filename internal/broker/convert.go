@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"maps"
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
@@ -11,7 +12,6 @@ import (
 // policyInput describes a request to the policy engine.
 func policyInput(caller Identity, req access.Request, names map[string]string, ticket string, now time.Time) policy.Input {
 	in := policy.Input{
-		Requester:       caller.Claims,
 		RequesterGroups: caller.Groups,
 		Principal:       req.Principal.ID,
 		PrincipalType:   req.Principal.Type,
@@ -21,6 +21,9 @@ func policyInput(caller Identity, req access.Request, names map[string]string, t
 		Metadata:        metadataMap(req.Metadata),
 		Now:             now,
 	}
+	// Copy the claims, because one Identity may serve concurrent calls and
+	// writing sub into a shared map is a data race.
+	in.Requester = maps.Clone(caller.Claims)
 	if in.Requester == nil {
 		in.Requester = map[string]string{}
 	}
