@@ -162,26 +162,38 @@ func waiting(state string) bool {
 // network errors are retried until ctx ends, because a broker restart or a
 // rolling update must not fail a waiting pipeline.
 func (c *Client) Wait(ctx context.Context, id string, interval time.Duration, progress func(RequestDetail)) (RequestDetail, error) {
+	var last RequestDetail
 	for {
 		d, err := c.Get(ctx, id)
-		if err == nil && !waiting(d.Request.State) {
+		switch {
+		case err == nil && !waiting(d.Request.State):
 			return d, nil
-		}
-		if err != nil && !transient(err) {
+		case err == nil:
+			last = d
+			if progress != nil {
+				progress(d)
+			}
+		case ctx.Err() != nil:
+			// The deadline struck during the call: report the last state
+			// seen rather than the transport's error.
+			return last, stillWaiting(ctx, id, last)
+		case !transient(err):
 			return d, err
-		}
-		if err == nil && progress != nil {
-			progress(d)
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("request %s is still %s", id, d.Request.State)
-			}
-			return d, fmt.Errorf("wait for request %s: %w: %w", id, ctx.Err(), err)
+			return last, stillWaiting(ctx, id, last)
 		case <-time.After(interval):
 		}
 	}
+}
+
+func stillWaiting(ctx context.Context, id string, last RequestDetail) error {
+	state := last.Request.State
+	if state == "" {
+		state = "not yet known"
+	}
+	return fmt.Errorf("wait for request %s: %w: request %s is still %s", id, ctx.Err(), id, state)
 }
 
 // transient reports whether a later call may succeed where this one failed.

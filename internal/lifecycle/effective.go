@@ -34,15 +34,22 @@ func (e *Engine) WaitEffective(ctx context.Context, principalID string, grants [
 		e.log.WarnContext(ctx, "caller is not the principal: effectiveness is checked by reading the assignments back only",
 			"principal_id", principalID, "caller_id", e.callerID)
 	}
+	// waitingFor names what the wait is on, for the timeout error, even when
+	// the deadline strikes inside the first read.
+	waitingFor := "the grant"
+	if len(grants) > 0 {
+		waitingFor = fmt.Sprintf("%s at %s", roles[grants[0].Pair.RoleID].Name(), grants[0].Pair.Scope)
+	}
 	for attempt := 1; ; attempt++ {
 		crashpoint.Hit("effective.poll")
 		pending, err := e.pendingGrant(ctx, self, grants, roles, probers)
 		if err != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%w after %s: %w", ErrNotEffective, e.opts.EffectiveTimeout, err)
+				return fmt.Errorf("%w after %s: still waiting for %s (%w)", ErrNotEffective, e.opts.EffectiveTimeout, waitingFor, err)
 			}
 			return err
 		}
+		waitingFor = pending
 		if pending == "" {
 			return nil
 		}
