@@ -1,10 +1,14 @@
 package azure
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 )
 
 // Error kinds that callers branch on with errors.Is. Azure's own error code and
@@ -27,8 +31,49 @@ type kindError struct {
 	err  error
 }
 
-func (e *kindError) Error() string   { return e.err.Error() }
-func (e *kindError) Unwrap() []error { return []error{e.kind, e.err} }
+// Error is one line: the call, the status, Azure's code and message. The
+// SDK's own text spans many lines with the whole response body.
+func (e *kindError) Error() string {
+	// Only a bare SDK error is shortened; a wrapped one carries its own text.
+	re, ok := e.err.(*azcore.ResponseError)
+	if !ok || re.RawResponse == nil || re.RawResponse.Request == nil {
+		return e.err.Error()
+	}
+	req := re.RawResponse.Request
+	msg := fmt.Sprintf("%s %s: %d %s", req.Method, req.URL.Path, re.StatusCode, re.ErrorCode)
+	if detail := errorMessage(re.RawResponse); detail != "" {
+		msg += ": " + detail
+	}
+	return msg
+}
+
+// errorMessage reads error.message from an ARM, Key Vault or Graph error body.
+func errorMessage(resp *http.Response) string {
+	body, err := runtime.Payload(resp)
+	if err != nil {
+		return ""
+	}
+	var doc struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return ""
+	}
+	m := doc.Error.Message
+	if m == "" {
+		m = doc.Description
+	}
+	return strings.Join(strings.Fields(m), " ")
+}
+func (e *kindError) Unwrap() []error {
+	if e.kind == nil {
+		return []error{e.err}
+	}
+	return []error{e.kind, e.err}
+}
 
 // Classify wraps an SDK error with the kind that fits its status and code.
 // Errors without an HTTP response (transport failures) count as transient.
@@ -40,11 +85,7 @@ func Classify(err error) error {
 	if !errors.As(err, &re) {
 		return err
 	}
-	kind := kindOf(re.StatusCode, re.ErrorCode)
-	if kind == nil {
-		return err
-	}
-	return &kindError{kind: kind, err: err}
+	return &kindError{kind: kindOf(re.StatusCode, re.ErrorCode), err: err}
 }
 
 func kindOf(status int, code string) error {

@@ -88,6 +88,10 @@ func (b *rbacBackend) Grant(ctx context.Context, req access.Request, g *Grant) e
 				return fmt.Errorf("%w: role %s at %s: %w", ErrGrant, g.RoleName, scope, err)
 			}
 
+		case errors.Is(err, azure.ErrForbidden):
+			return fmt.Errorf("%w: role %s at %s: %w; the identity may grant only what its delegation allows "+
+				"(`elevate bootstrap` prints one for the roles and scopes it needs)", ErrGrant, g.RoleName, scope, err)
+
 		default:
 			return fmt.Errorf("%w: role %s at %s: %w", ErrGrant, g.RoleName, scope, err)
 		}
