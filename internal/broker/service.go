@@ -26,6 +26,9 @@ import (
 	"github.com/elevate-dev/elevate/internal/store"
 )
 
+// activateTimeout bounds the detached work of granting one request.
+const activateTimeout = 5 * time.Minute
+
 // Errors the API maps to HTTP status codes.
 var (
 	ErrForbidden = errors.New("forbidden")
@@ -302,6 +305,9 @@ func (s *Service) Review(ctx context.Context, reviewer Identity, id, verdict, re
 	if requestHash == "" {
 		return r, fmt.Errorf("%w: missing request hash: approve exactly what you were shown", ErrInvalid)
 	}
+	// From here the verdict is recorded and acted on even if the reviewer
+	// disconnects, so an approval never sits recorded but unapplied.
+	ctx = context.WithoutCancel(ctx)
 	if _, err := s.cfg.Store.AddApproval(ctx, store.Approval{
 		RequestID: id, Approver: reviewer.Subject, Groups: reviewer.Groups, Verdict: verdict,
 		Comment: comment, RequestHash: requestHash,
@@ -349,9 +355,27 @@ func (s *Service) settle(ctx context.Context, id string) (store.Request, error) 
 
 // activate grants every pair of an approved request through shared grants
 // with one lease each, then marks the request active until its expiry.
+//
+// The work runs on a context detached from the caller's: a pipeline that
+// disconnects mid-call must not leave a role in Azure that the store does
+// not show as active. The lease is counted from the approval, so an
+// approval that could not be activated in time (after a crash, say) lapses
+// instead of granting a fresh full window on a later restart.
 func (s *Service) activate(ctx context.Context, r store.Request) (store.Request, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), activateTimeout)
+	defer cancel()
 	now := s.cfg.Now()
-	expires := now.Add(r.Duration)
+	approvedAt := r.UpdatedAt
+	if approvedAt.IsZero() || approvedAt.After(now) {
+		approvedAt = now
+	}
+	expires := approvedAt.Add(r.Duration)
+	if !expires.After(now.Add(time.Minute)) {
+		msg := fmt.Sprintf("approved at %s but not activated before its window ended; request again", approvedAt.Format(time.RFC3339))
+		s.log.WarnContext(ctx, "approval lapsed", "request_id", r.ID, "approved_at", approvedAt)
+		return s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestGrantFailed,
+			store.RequestUpdate{EndedAt: now, Error: &msg})
+	}
 	var failure error
 	for _, p := range r.Pairs {
 		scope, err := access.ParseResourceID(p.Scope)
@@ -485,6 +509,7 @@ func (s *Service) end(ctx context.Context, caller Identity, r store.Request, why
 	if r.State != store.RequestActive {
 		return r, fmt.Errorf("%w: request %s is %s, not active", ErrConflict, r.ID, r.State)
 	}
+	ctx = context.WithoutCancel(ctx) // finish the revoke whatever the caller does
 	s.audit(ctx, r.ID, why, caller.Subject, nil)
 	s.releaseAll(ctx, r.ID)
 	return s.finishRequest(ctx, r.ID)
@@ -611,16 +636,28 @@ func (s *Service) toLifecycleGrant(g store.Grant) lifecycle.Grant {
 	}
 }
 
+// isRequester reports whether the reviewer is the requester under any of
+// their names, or the principal that would receive the role.
 func (s *Service) isRequester(reviewer Identity, r store.Request) bool {
-	return policy.IsRequester(reviewer.Subject, s.requesterIdentities(r))
+	theirs := s.requesterIdentities(r)
+	if policy.IsRequester(reviewer.Subject, theirs) {
+		return true
+	}
+	oid := reviewer.Claims["oid"]
+	return oid != "" && strings.EqualFold(oid, r.Principal.ID)
 }
 
 // requesterIdentities lists every name the requester is known by: the token
-// subject, the GitHub actor who started the run, and the principal.
+// subject, the GitHub actor and triggering actor of the run, and the
+// principal.
 func (s *Service) requesterIdentities(r store.Request) []string {
 	ids := []string{r.Requester}
-	if actor := r.Claims["actor"]; actor != "" {
-		ids = append(ids, "github:"+actor)
+	// A re-run keeps the original actor and names who re-ran it in
+	// triggering_actor; both are requesters.
+	for _, claim := range []string{"actor", "triggering_actor"} {
+		if v := r.Claims[claim]; v != "" {
+			ids = append(ids, "github:"+v)
+		}
 	}
 	return append(ids, "principal:"+r.Principal.ID)
 }

@@ -43,8 +43,10 @@ func RequesterIdentities(in Input) []string {
 	if sub := strings.TrimSpace(in.Requester["sub"]); sub != "" {
 		ids = append(ids, sub)
 	}
-	if actor := strings.TrimSpace(in.Requester["actor"]); actor != "" {
-		ids = append(ids, "github:"+actor)
+	for _, claim := range []string{"actor", "triggering_actor"} {
+		if v := strings.TrimSpace(in.Requester[claim]); v != "" {
+			ids = append(ids, "github:"+v)
+		}
 	}
 	if principal := strings.TrimSpace(in.Principal); principal != "" {
 		ids = append(ids, "principal:"+principal)

@@ -79,7 +79,7 @@ func ownRequest(s session, r store.Request) (string, bool) {
 		mine = append(mine, "principal:"+s.ObjectID)
 	}
 	theirs := policy.RequesterIdentities(policy.Input{
-		Requester: map[string]string{"sub": r.Requester, "actor": r.Claims["actor"]},
+		Requester: map[string]string{"sub": r.Requester, "actor": r.Claims["actor"], "triggering_actor": r.Claims["triggering_actor"]},
 		Principal: r.Principal.ID,
 	})
 	for _, a := range mine {
