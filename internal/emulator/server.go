@@ -96,8 +96,18 @@ func (s *Server) setup() error {
 	if s.certs, err = newCertificates(); err != nil {
 		return err
 	}
+	// The emulator hands out tokens and an admin API with no real secrets
+	// behind them, so it must never listen beyond loopback, whatever name
+	// the address used: check the resolved address before and after.
+	if addr, err := net.ResolveTCPAddr("tcp", s.cfg.Addr); err != nil || !addr.IP.IsLoopback() {
+		return fmt.Errorf("listen on %q: not a loopback address; use 127.0.0.1:PORT or [::1]:PORT", s.cfg.Addr)
+	}
 	if s.listener, err = net.Listen("tcp", s.cfg.Addr); err != nil {
 		return fmt.Errorf("listen on %q: %w", s.cfg.Addr, err)
+	}
+	if tcp, ok := s.listener.Addr().(*net.TCPAddr); !ok || !tcp.IP.IsLoopback() {
+		s.listener.Close()
+		return fmt.Errorf("listen on %q: resolved to %s, which is not a loopback address; use 127.0.0.1:PORT or [::1]:PORT", s.cfg.Addr, s.listener.Addr())
 	}
 	host, port, err := net.SplitHostPort(s.listener.Addr().String())
 	if err != nil {
