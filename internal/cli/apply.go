@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/audit"
+	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/plan"
 	"github.com/elevate-dev/elevate/internal/rotate"
@@ -41,6 +43,14 @@ with an ` + "`if: always()`" + ` step running ` + "`elevate revoke --plan FILE`"
 			eo := &elevateOptions{Output: o.Output, AuditLog: o.AuditLog}
 			if err := eo.check(streams); err != nil {
 				return err
+			}
+			if o.ExpectHash == "" {
+				// Without the hash from the plan job, whoever can replace the
+				// plan artifact decides what is granted.
+				if github.FromEnv(streams.getenv, streams.Out).InActions() {
+					return reportError(streams, &UsageError{errors.New("missing --expect-hash: in GitHub Actions pass the plan job's plan-hash output, so a replaced plan file is refused")})
+				}
+				fmt.Fprintln(streams.ErrOut, "warning: no --expect-hash given: the plan file is trusted as it is")
 			}
 			pl, req, err := loadPlan(o.PlanFile, o.ExpectHash)
 			if err != nil {

@@ -246,12 +246,12 @@ func TestWorkflowApprovedPlanApplied(t *testing.T) {
 
 func TestWorkflowDeniedPlanGrantsNothing(t *testing.T) {
 	srv := startWorkflowEmulator(t)
-	plan, planPath, _ := planStep(t, srv)
+	plan, planPath, hash := planStep(t, srv)
 
 	// The gate rejected the run, so the apply job never starts. The plan job's
 	// identity cannot apply the plan itself: it has no federated credential
 	// for the production environment and no right to grant.
-	code, _, stderr := plan.run(context.Background(), "apply", "--plan", planPath, "--", "true")
+	code, _, stderr := plan.run(context.Background(), "apply", "--plan", planPath, "--expect-hash", hash, "--", "true")
 	if code == 0 {
 		t.Fatalf("apply as the planner succeeded; want a failure")
 	}
@@ -264,12 +264,28 @@ func TestWorkflowDeniedPlanGrantsNothing(t *testing.T) {
 
 	// A job outside the environment cannot sign in as the pipeline identity.
 	rogue := newRunner(t, srv, planJob, "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e02")
-	code, _, stderr = rogue.run(context.Background(), "apply", "--plan", planPath, "--", "true")
+	code, _, stderr = rogue.run(context.Background(), "apply", "--plan", planPath, "--expect-hash", hash, "--", "true")
 	if code == 0 {
 		t.Fatalf("apply from a job outside the environment succeeded; want a failure")
 	}
 	if !strings.Contains(stderr, "AADSTS700213") {
 		t.Errorf("sign-in error lacks AADSTS700213:\n%s", stderr)
+	}
+}
+
+func TestWorkflowApplyNeedsExpectedHash(t *testing.T) {
+	srv := startWorkflowEmulator(t)
+	_, planPath, _ := planStep(t, srv)
+	apply := newRunner(t, srv, applyJob, "0c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e02")
+	code, _, stderr := apply.run(context.Background(), "apply", "--plan", planPath, "--", "true")
+	if code != ExitUsage {
+		t.Errorf("apply without --expect-hash in Actions: exit %d; want %d", code, ExitUsage)
+	}
+	if !strings.Contains(stderr, "--expect-hash") {
+		t.Errorf("error lacks the flag name:\n%s", stderr)
+	}
+	if n := temporaryAssignments(srv); n != 0 {
+		t.Errorf("temporary assignments = %d; want 0", n)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/elevate-dev/elevate/internal/cli"
+	"github.com/elevate-dev/elevate/internal/plan"
 	"github.com/elevate-dev/elevate/internal/emulator"
 	"github.com/elevate-dev/elevate/internal/rotate"
 )
@@ -169,7 +170,11 @@ func runCanaryCase(t *testing.T, srv *emulator.Server, c canaryCase) ([]artifact
 			t.Fatalf("plan exit code: got %d; want 0\n%s", code, stderr)
 		}
 		outs = append(outs, artifact{"plan stdout", stdout}, artifact{"plan stderr", stderr})
-		args = append([]string{"apply", "--plan", planFile, "--rotate-secret"}, rotation...)
+		pl, err := plan.Read(planFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		args = append([]string{"apply", "--plan", planFile, "--expect-hash", pl.SHA256, "--rotate-secret"}, rotation...)
 	} else {
 		args = append(append([]string{"rotate-secret"}, request...), rotation...)
 	}

@@ -200,7 +200,7 @@ func (p Plan) Check(now time.Time, expectHash string) (access.Request, error) {
 	if !now.Before(p.ValidUntil) {
 		return req, fmt.Errorf("%w: valid until %s; run `elevate plan` again", ErrExpired, p.ValidUntil.Format(time.RFC3339))
 	}
-	if expectHash != "" && !strings.EqualFold(expectHash, p.SHA256) && !strings.EqualFold(expectHash, p.ApprovalHash) {
+	if expectHash != "" && !strings.EqualFold(expectHash, p.SHA256) {
 		return req, fmt.Errorf("%w: expected hash %q, plan has %q", ErrMismatch, expectHash, p.SHA256)
 	}
 	if got := req.Hash(); got != p.ApprovalHash {
