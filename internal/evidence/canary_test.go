@@ -15,8 +15,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/elevate-dev/elevate/internal/cli"
-	"github.com/elevate-dev/elevate/internal/plan"
 	"github.com/elevate-dev/elevate/internal/emulator"
+	"github.com/elevate-dev/elevate/internal/plan"
 	"github.com/elevate-dev/elevate/internal/rotate"
 )
 
