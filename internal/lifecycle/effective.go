@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+
 	"github.com/elevate-dev/elevate/internal/azure"
 	"github.com/elevate-dev/elevate/internal/crashpoint"
 )
@@ -43,10 +45,15 @@ func (e *Engine) WaitEffective(ctx context.Context, principalID string, grants [
 	for attempt := 1; ; attempt++ {
 		crashpoint.Hit("effective.poll")
 		pending, err := e.pendingGrant(ctx, self, grants, roles, probers)
-		if err != nil {
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%w after %s: still waiting for %s (%w)", ErrNotEffective, e.opts.EffectiveTimeout, waitingFor, err)
-			}
+		switch {
+		case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return fmt.Errorf("%w after %s: still waiting for %s (%w)", ErrNotEffective, e.opts.EffectiveTimeout, waitingFor, err)
+		case err != nil && transient(err):
+			// The SDK already retried this read; a later poll may still
+			// succeed, and giving up would end an elevation that is fine.
+			e.log.WarnContext(ctx, "effectiveness check failed, retrying", "attempt", attempt, "error", err)
+			pending = waitingFor
+		case err != nil:
 			return err
 		}
 		waitingFor = pending
@@ -156,4 +163,11 @@ func covers(pattern, action string) bool {
 		return false
 	}
 	return strings.HasPrefix(strings.TrimSuffix(action, "*"), prefix)
+}
+
+// transient reports whether err may clear on its own: throttling, a 5xx
+// answer, or a failure without any HTTP answer.
+func transient(err error) bool {
+	var re *azcore.ResponseError
+	return errors.Is(err, azure.ErrTransient) || errors.Is(err, azure.ErrThrottled) || !errors.As(err, &re)
 }

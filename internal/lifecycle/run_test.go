@@ -358,3 +358,26 @@ func TestAuditRecordsEveryStep(t *testing.T) {
 		}
 	}
 }
+
+func TestEffectiveWaitRetriesTransientErrors(t *testing.T) {
+	te := startEnv(t, emulator.Config{})
+	// More 503s on the permissions read than the SDK retries by itself.
+	if err := te.srv.SetFaults(emulator.FaultConfig{Rules: []emulator.FaultRule{
+		{Method: "GET", Path: "/providers/Microsoft.Authorization/permissions$", Status: 503, Times: 8},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	r := te.newRun(t, fastOptions())
+	pairs := []access.Pair{pair(t, roleSecretsOfficer, vaultScope)}
+	ran := false
+	action := funcAction{name: "mark", run: func(context.Context) (lifecycle.ActionResult, error) {
+		ran = true
+		return lifecycle.ActionResult{}, nil
+	}}
+	if _, err := r.engine.Run(context.Background(), te.request(t, pairs...), r.roles(t, pairs), action, nil); err != nil {
+		t.Fatalf("Run with transient permission errors: %v", err)
+	}
+	if !ran {
+		t.Errorf("action ran: got false; want true")
+	}
+}
