@@ -23,6 +23,7 @@ func init() { commands = append(commands, newRevokeCommand) }
 
 func newRevokeCommand(streams Streams) *cobra.Command {
 	var planFile, auditLog string
+	var settle time.Duration
 	var revokeByBroker func(ctx context.Context, id string) error
 	cmd := &cobra.Command{
 		Use:   "revoke (--plan FILE | --broker URL REQUEST_ID)",
@@ -65,16 +66,17 @@ With --broker URL REQUEST_ID, an admin ends an active broker request now.`,
 			if err != nil {
 				return reportError(streams, err)
 			}
-			return reportError(streams, revokePlan(ctx, streams, sess, pl, req, auditLog))
+			return reportError(streams, revokePlan(ctx, streams, sess, pl, req, auditLog, settle))
 		},
 	}
 	cmd.Flags().StringVar(&planFile, "plan", "", "plan file written by `elevate plan`")
 	cmd.Flags().StringVar(&auditLog, "audit-log", "", "audit log file (default $ELEVATE_AUDIT_LOG, else elevate-audit.jsonl)")
+	cmd.Flags().DurationVar(&settle, "settle", 5*time.Second, "after revoking, wait this long and check again for grants a killed job's in-flight request created late; 0 skips the check")
 	revokeByBroker = bindBrokerRevoke(cmd, streams)
 	return cmd
 }
 
-func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Plan, req access.Request, auditLog string) error {
+func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Plan, req access.Request, auditLog string, settle time.Duration) error {
 	log, err := audit.Open(auditLog)
 	if err != nil {
 		return fmt.Errorf("open audit log: %w", err)
@@ -102,6 +104,18 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 	}
 	start := time.Now()
 	err = engine.RevokePlanned(ctx, req, grants)
+	// A job killed mid-grant may have a PUT still in flight, which can land
+	// after the first pass found nothing. Look again once it had time to.
+	if err == nil && settle > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(settle):
+		}
+		if left, lerr := engine.Remaining(context.WithoutCancel(ctx), grants); lerr != nil || len(left) > 0 {
+			sess.log.WarnContext(ctx, "grants appeared after the first revoke pass, revoking again", "count", len(left), "error", lerr)
+			err = engine.RevokePlanned(ctx, req, grants)
+		}
+	}
 	for _, g := range grants {
 		state := "removed and verified"
 		if g.RevokeError != "" {

@@ -234,7 +234,7 @@ func TestWorkflowApprovedPlanApplied(t *testing.T) {
 	}
 
 	// The if: always() step runs after success too, and must be a no-op.
-	code, stdout, stderr = apply.run(context.Background(), "revoke", "--plan", planPath)
+	code, stdout, stderr = apply.run(context.Background(), "revoke", "--plan", planPath, "--settle", "20ms")
 	if code != 0 {
 		t.Fatalf("revoke exit code = %d; want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
@@ -373,7 +373,7 @@ func TestWorkflowCancelledApplyCleanedUp(t *testing.T) {
 		t.Fatalf("assignments after SIGKILL = %d; want 2 left for the clean-up step", n)
 	}
 
-	code, stdout, stderr := apply.run(context.Background(), "revoke", "--plan", planPath)
+	code, stdout, stderr := apply.run(context.Background(), "revoke", "--plan", planPath, "--settle", "20ms")
 	if code != 0 {
 		t.Fatalf("revoke exit code = %d; want 0\nstdout:\n%s\nstderr:\n%s", code, stdout, stderr)
 	}

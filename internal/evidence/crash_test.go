@@ -260,7 +260,7 @@ func runCrashCase(t *testing.T, bin string, srv *emulator.Server, scopes []strin
 	if c.Kind == kindRun || c.Kind == kindRotateSecret {
 		mustRun(t, bin, env, append([]string{"plan", "--plan-file", planFile, "-o", "json"}, request...)...)
 	}
-	recovered := runBinary(t, bin, env, time.Minute, "revoke", "--plan", planFile)
+	recovered := runBinary(t, bin, env, time.Minute, "revoke", "--plan", planFile, "--settle", settleTime.String())
 	out.RecoveryCode = recovered.Code
 	if recovered.Code != 0 {
 		out.Detail += "\nrecovery stderr:\n" + recovered.Stderr
@@ -274,7 +274,7 @@ func runCrashCase(t *testing.T, bin string, srv *emulator.Server, scopes []strin
 	time.Sleep(settleTime)
 	out.LateAssignments = leftAssignments(srv, requestID)
 	if out.LateAssignments > 0 {
-		again := runBinary(t, bin, env, time.Minute, "revoke", "--plan", planFile)
+		again := runBinary(t, bin, env, time.Minute, "revoke", "--plan", planFile, "--settle", "0s")
 		if again.Code != 0 {
 			out.Detail += "\nsecond recovery stderr:\n" + again.Stderr
 		}

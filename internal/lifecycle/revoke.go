@@ -136,3 +136,23 @@ func (e *Engine) verifyGone(ctx context.Context, backend Backend, g Grant) error
 		}
 	}
 }
+
+// Remaining returns the owned grants that still exist in Azure. A grant
+// whose existence cannot be read counts as remaining.
+func (e *Engine) Remaining(ctx context.Context, grants []Grant) ([]Grant, error) {
+	var left []Grant
+	var firstErr error
+	for _, g := range grants {
+		if !g.Owned() {
+			continue
+		}
+		exists, err := e.backendOf(g).Exists(ctx, g)
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+		if exists || err != nil {
+			left = append(left, g)
+		}
+	}
+	return left, firstErr
+}
