@@ -72,7 +72,7 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	}
 	if o.Output == "text" {
 		prog.Done()
-		fmt.Fprintln(streams.Out, p.table.Markdown())
+		fmt.Fprintln(streams.Out, p.table.Text())
 	}
 	res, runErr := engine.Run(ctx, p.req, p.roles, action, probers)
 	prog.Done()
