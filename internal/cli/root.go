@@ -14,6 +14,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
+	"github.com/elevate-dev/elevate/internal/plan"
 	"github.com/elevate-dev/elevate/internal/rotate"
 )
 
@@ -110,7 +111,7 @@ const (
 //	0 success
 //	1 failure; every grant that was made has been removed
 //	2 invalid flags or input; nothing was granted
-//	3 the request was denied
+//	3 the request was denied, or the plan is not the approved one or expired
 //	4 a revoke failed: a grant may remain, see the audit log
 //	5 the action's validation failed and the previous secret was restored
 //
@@ -149,6 +150,8 @@ func ExitCode(err error) int {
 		return ExitUsage
 	case errors.Is(err, rotate.ErrValidation):
 		return ExitActionFailure
+	case errors.Is(err, plan.ErrTampered), errors.Is(err, plan.ErrMismatch), errors.Is(err, plan.ErrExpired):
+		return ExitDenied
 	default:
 		return ExitFailure
 	}

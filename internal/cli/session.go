@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -120,6 +121,9 @@ func (s *session) prepare(ctx context.Context, o *requestOptions, streams Stream
 		}
 	}
 	roles, err := engine.ResolveRoles(ctx, p.roles, lifecycle.LookupScope(p.scopes))
+	if errors.Is(err, azure.ErrNotFound) {
+		return out, &UsageError{err} // a role name that matches no role is bad input
+	}
 	if err != nil {
 		return out, err
 	}
