@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -43,6 +44,9 @@ type Environment struct {
 	// DisableInstanceDiscovery skips Entra instance metadata, which a private
 	// authority such as the emulator does not serve.
 	DisableInstanceDiscovery bool
+	// Logger, when set, receives one line per throttled or failed attempt
+	// that the SDK retries.
+	Logger *slog.Logger
 }
 
 // EnvironmentFromEnv reads the environment variables documented in the README:
@@ -182,7 +186,26 @@ func (e Environment) ClientOptions(client *http.Client, retry *policy.RetryOptio
 	if retry != nil {
 		opts.Retry = *retry
 	}
+	if e.Logger != nil {
+		opts.PerRetryPolicies = []policy.Policy{retryLogger{log: e.Logger}}
+	}
 	return opts
+}
+
+// retryLogger logs every attempt that Azure throttled or failed, so a run
+// that slows down under 429 says why.
+type retryLogger struct{ log *slog.Logger }
+
+func (l retryLogger) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	switch {
+	case err != nil:
+		l.log.Warn("azure call failed, the SDK may retry", "method", req.Raw().Method, "path", req.Raw().URL.Path, "error", err)
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		l.log.Warn("azure call throttled or failed, the SDK may retry", "method", req.Raw().Method,
+			"path", req.Raw().URL.Path, "status", resp.StatusCode, "retry_after", resp.Header.Get("Retry-After"))
+	}
+	return resp, err
 }
 
 // ARMOptions returns options for ARM clients.

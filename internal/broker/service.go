@@ -365,8 +365,10 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), activateTimeout)
 	defer cancel()
 	now := s.cfg.Now()
+	// Normally activation follows the approval at once and the window
+	// starts now; only a late activation counts from the approval.
 	approvedAt := r.UpdatedAt
-	if approvedAt.IsZero() || approvedAt.After(now) {
+	if approvedAt.IsZero() || now.Sub(approvedAt) < time.Minute {
 		approvedAt = now
 	}
 	expires := approvedAt.Add(r.Duration)

@@ -158,7 +158,7 @@ func TestDenyCommandExitsDenied(t *testing.T) {
 
 func TestStatusListRevokeCommands(t *testing.T) {
 	b := startLiveBroker(t)
-	d := b.request(t, "Key Vault Secrets Officer", b.vaultID)
+	d := b.request(t, "Key Vault Secrets Officer", b.vaultID, "--duration", "10m")
 	id := d.Request.ID
 
 	code, out, errOut := b.run(t, b.approverEnv, "status", id)
@@ -168,6 +168,14 @@ func TestStatusListRevokeCommands(t *testing.T) {
 	code, out, _ = b.run(t, b.approverEnv, "requests", "list", "--state", "active")
 	if code != ExitOK || !strings.Contains(out, id) || !strings.HasPrefix(out, "ID") {
 		t.Errorf("requests list: exit %d; stdout %s", code, out)
+	}
+	code, _, errOut = b.run(t, b.adminEnv, "extend", id)
+	if code != ExitUsage || !strings.Contains(errOut, "--duration") {
+		t.Errorf("extend without --duration: exit %d, stderr %q; want %d", code, errOut, ExitUsage)
+	}
+	code, out, errOut = b.run(t, b.adminEnv, "extend", id, "--duration", "12m")
+	if code != ExitOK || !strings.Contains(out, "Request "+id+": active") {
+		t.Errorf("extend: exit %d; stdout %s; stderr %s", code, out, errOut)
 	}
 	code, _, errOut = b.run(t, b.approverEnv, "revoke", id)
 	if code != ExitFailure || !strings.Contains(errOut, "403 forbidden") {

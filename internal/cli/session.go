@@ -66,6 +66,7 @@ func newSession(ctx context.Context, streams Streams) (*session, error) {
 
 // connect finishes a session for an already built credential.
 func connect(ctx context.Context, env azure.Environment, client *http.Client, cred azcore.TokenCredential, log *slog.Logger) (*session, error) {
+	env.Logger = log
 	rbac, err := azure.NewRBAC(cred, env.ARMOptions(client, &retryOptions))
 	if err != nil {
 		return nil, err
