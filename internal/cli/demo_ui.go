@@ -11,8 +11,8 @@ import (
 )
 
 // The web UI of `elevate demo --broker --ui`. People sign in through the
-// emulator's OIDC provider, which lists the seeded users: the demo seed's
-// approver@contoso.example and the admin user added here.
+// emulator's OIDC provider, which lists the directory's users: the demo
+// seed's approver@contoso.example and the admin user added here.
 const (
 	demoUIClientID   = "elevate-demo-ui"
 	demoUIAdminGroup = "elevate-admins"
@@ -40,13 +40,36 @@ func (d *brokerDemo) uiHook(enabled bool, cfg *broker.ServerConfig) (func(broker
 // (Ctrl-C).
 func (d *brokerDemo) serveUI(ctx context.Context) error {
 	d.say("5. The web UI is up, with one more Reader request waiting for review.")
-	if _, err := d.request(ctx, "Reader", d.rgID, "look at the storage account from the web UI"); err != nil {
+	id, err := d.request(ctx, "Reader", d.rgID, "look at the storage account from the web UI")
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(d.out, "Open %s/ in a browser on this machine and sign in as approver@contoso.example to\n"+
 		"approve, or as admin@contoso.example to revoke. Both servers use self-signed certificates:\n"+
-		"trust %s (broker) and %s (emulator), or accept the browser's warnings.\n"+
-		"Press Ctrl-C to stop.\n", d.broker.URL(), d.broker.DevCertFile(), d.srv.CAFile())
+		"trust %s (broker) and %s (emulator), or accept the browser's warnings.\n\n",
+		d.broker.URL(), d.broker.DevCertFile(), d.srv.CAFile())
+	d.printCLIAccess(id)
+	fmt.Fprintln(d.out, "Press Ctrl-C to stop.")
 	<-ctx.Done()
 	return nil
+}
+
+// printCLIAccess prints the export lines that point the elevate CLI in
+// another shell at the demo broker, with the approver's and the admin's
+// static bearer tokens. The tokens are random per run and the broker that
+// accepts them stops with the demo.
+func (d *brokerDemo) printCLIAccess(requestID string) {
+	fmt.Fprintf(d.out, "To use the CLI against this broker, run in another shell:\n"+
+		"  export ELEVATE_BROKER_URL=%s\n"+
+		"  export ELEVATE_BROKER_CA_FILE=%s\n"+
+		"and then one of these two, to act as the approver or as the admin:\n"+
+		"  export ELEVATE_BROKER_TOKEN=%s  # approver@contoso.example\n"+
+		"  export ELEVATE_BROKER_TOKEN=%s  # admin@contoso.example\n"+
+		"For example, as the approver: elevate status %s, then elevate approve %s.\n"+
+		"As the admin: elevate revoke %s. The CA file can also be given as --ca-file.\n"+
+		"These are development tokens of this throwaway demo broker, made at random for this run and\n"+
+		"useless once it stops, so printing them is fine. Never print the tokens of a real broker.\n\n",
+		shellQuote(d.broker.URL()), shellQuote(d.broker.DevCertFile()),
+		shellQuote(d.approverEnv["ELEVATE_BROKER_TOKEN"]), shellQuote(d.adminEnv["ELEVATE_BROKER_TOKEN"]),
+		requestID, requestID, requestID)
 }

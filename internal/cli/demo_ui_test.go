@@ -61,6 +61,24 @@ func TestDemoBrokerUIServesUntilCancelled(t *testing.T) {
 		t.Errorf("GET /v1/requests = %d; want 401", resp.StatusCode)
 	}
 
+	// The printed export lines let the CLI in another shell act as the
+	// approver and as the admin.
+	exports := regexp.MustCompile(`export (ELEVATE_BROKER_\w+)='([^']*)'`).FindAllStringSubmatch(out.String(), -1)
+	idMatch := regexp.MustCompile(`elevate approve (\S+)\.`).FindStringSubmatch(out.String())
+	if len(exports) != 4 || idMatch == nil {
+		t.Fatalf("demo output lacks the CLI export lines or the request id:\n%s", out.String())
+	}
+	env := map[string]string{exports[0][1]: exports[0][2], exports[1][1]: exports[1][2]}
+	for i, identity := range []string{"approver", "admin"} {
+		env["ELEVATE_BROKER_TOKEN"] = exports[2+i][2]
+		var cliOut, cliErr syncBuffer
+		code := Main(ctx, []string{"status", idMatch[1]},
+			Streams{Out: &cliOut, ErrOut: &cliErr, Getenv: func(k string) string { return env[k] }})
+		if code != ExitOK || !strings.Contains(cliOut.String(), idMatch[1]) {
+			t.Errorf("elevate status as the %s with the printed exports: exit %d; stdout %s; stderr %s", identity, code, cliOut.String(), cliErr.String())
+		}
+	}
+
 	cancel()
 	select {
 	case code := <-done:

@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -18,9 +20,9 @@ import (
 
 // The emulator's user sign-in provider: a minimal OpenID Connect provider
 // for the authorization code flow with PKCE, so a web UI under test signs
-// people in for real. The sign-in page lists the seeded users; choosing one
-// signs in as that user with no password. It accepts any client id and only
-// redirect URIs on loopback.
+// people in for real. The sign-in page lists the directory's current users,
+// including those added after start; choosing one signs in as that user with
+// no password. It accepts any client id and only redirect URIs on loopback.
 
 // authCodeLifetime bounds how long an authorization code can be redeemed.
 const authCodeLifetime = time.Minute
@@ -88,7 +90,7 @@ func (s *Server) serveOIDC(w http.ResponseWriter, r *http.Request) {
 var signInPage = template.Must(template.New("signin").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Sign in: Elevate emulator</title></head>
 <body><h1>Sign in to the Azure emulator</h1>
-<p>Choose a user of the seeded tenant. No password is asked: this provider exists for tests.</p>
+<p>Choose a user of the emulated tenant. No password is asked: this provider exists for tests.</p>
 <form method="post">
 {{range $k, $v := .Params}}<input type="hidden" name="{{$k}}" value="{{$v}}">
 {{end}}{{range .Users}}<button type="submit" name="user" value="{{.ObjectID}}" id="user-{{.ObjectID}}">{{.DisplayName}}</button>
@@ -201,14 +203,24 @@ func (s *Server) serveOIDCToken(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"token_type": "Bearer", "expires_in": 3600, "id_token": idToken, "access_token": idToken})
 }
 
-// users returns the seeded principals of type User.
+// users returns the directory's current principals of type User, seeded
+// or added later with AddPrincipal, sorted by display name.
 func (s *Server) users() []Principal {
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
 	var out []Principal
-	for _, p := range s.cfg.Seed.Principals {
+	for _, p := range s.st.principals {
 		if p.Type == PrincipalUser {
-			out = append(out, p)
+			user := *p
+			user.Groups = slices.Clone(p.Groups)
+			user.GraphAppRoles = slices.Clone(p.GraphAppRoles)
+			user.FederatedCredentials = slices.Clone(p.FederatedCredentials)
+			out = append(out, user)
 		}
 	}
+	slices.SortFunc(out, func(a, b Principal) int {
+		return cmp.Or(strings.Compare(a.DisplayName, b.DisplayName), strings.Compare(a.ObjectID, b.ObjectID))
+	})
 	return out
 }
 

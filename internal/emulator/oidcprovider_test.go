@@ -112,3 +112,38 @@ func TestOIDCAuthorizeRejectsForeignRedirect(t *testing.T) {
 		t.Errorf("status = %d; want 400 for a non-loopback redirect", resp.StatusCode)
 	}
 }
+
+func TestOIDCSignInListsAddedUser(t *testing.T) {
+	s := startServer(t, Config{})
+	const added = "c0ffee00-0000-4000-8000-00000000ad01"
+	if err := s.AddPrincipal(Principal{ObjectID: added, DisplayName: "admin@contoso.example", Type: PrincipalUser, Groups: []string{"elevate-admins"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	q := url.Values{"response_type": {"code"}, "client_id": {"elevate-ui"}, "redirect_uri": {"http://127.0.0.1:9/callback"},
+		"code_challenge": {"abc"}, "code_challenge_method": {"S256"}}
+	page, err := s.Client().Get(s.OIDCIssuer() + "/authorize?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(page.Body)
+	page.Body.Close()
+	if !strings.Contains(string(body), `id="user-`+added+`"`) {
+		t.Errorf("sign-in page lacks the user added after start:\n%s", body)
+	}
+
+	status, out := signIn(t, s, added, "verifier-0123456789-0123456789-0123456789", nil)
+	if status != http.StatusOK {
+		t.Fatalf("token status = %d (%v); want 200 for a user added with AddPrincipal", status, out)
+	}
+	claims, err := s.signin.parse(out["id_token"].(string))
+	if err != nil {
+		t.Fatalf("parse ID token: %v", err)
+	}
+	if got := claimString(claims, "preferred_username"); got != "admin@contoso.example" {
+		t.Errorf("preferred_username = %q; want admin@contoso.example", got)
+	}
+	if groups, _ := claims["groups"].([]any); len(groups) != 1 || groups[0] != "elevate-admins" {
+		t.Errorf("groups claim = %v; want [elevate-admins]", claims["groups"])
+	}
+}
