@@ -42,7 +42,8 @@ type Plan struct {
 	Table        json.RawMessage `json:"table"`
 	CreatedAt    time.Time       `json:"created_at"`
 	ValidUntil   time.Time       `json:"valid_until"`
-	// SHA256 is the hex SHA-256 of the file's JSON with this field empty.
+	// SHA256 is the hex SHA-256 of the plan's compact JSON with this field
+	// empty, not of the file's bytes (which are indented).
 	SHA256 string `json:"sha256"`
 }
 
