@@ -167,6 +167,13 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 		return store.Request{}, err
 	}
 	decision := s.cfg.Policy.Decide(policyInput(caller, req, names, in.Ticket, s.cfg.Now()))
+	// A request that could not be granted, or not revoked (a lock would
+	// block the delete), is refused before anyone is asked to approve it.
+	checks := s.cfg.Engine.Preflight(ctx, req)
+	if failed := lifecycle.Failed(checks); len(failed) > 0 && decision.Outcome != policy.OutcomeDeny {
+		decision.Outcome = policy.OutcomeDeny
+		decision.Message = "pre-flight check failed: " + failed[0].Name + " at " + failed[0].Scope + ": " + failed[0].Detail
+	}
 	stored := store.Request{
 		ID:             req.ID,
 		IdempotencyKey: in.IdempotencyKey,
@@ -179,6 +186,9 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 		Hash:           req.Hash(),
 		Backend:        lifecycle.BackendRBAC,
 		Decision:       toStoreDecision(decision),
+	}
+	for _, c := range checks {
+		stored.Decision.Preflight = append(stored.Decision.Preflight, store.Check(c))
 	}
 	if decision.Outcome == policy.OutcomeRequire {
 		stored.ApprovalDeadline = s.cfg.Now().Add(s.cfg.ApprovalTimeout)

@@ -40,6 +40,17 @@ type Decision struct {
 	// ReviewRequired flags a break-glass grant for review afterwards.
 	ReviewRequired bool     `json:"review_required,omitempty"`
 	NotifyGroups   []string `json:"notify_groups,omitempty"`
+	// Preflight holds the checks run before anyone was asked to approve.
+	Preflight []Check `json:"preflight,omitempty"`
+}
+
+// Check is one pre-flight result stored with a decision.
+type Check struct {
+	Name    string `json:"name"`
+	Scope   string `json:"scope,omitempty"`
+	OK      bool   `json:"ok"`
+	Warning bool   `json:"warning,omitempty"`
+	Detail  string `json:"detail"`
 }
 
 // Request is one request for access, from creation to its end. Zero times
