@@ -120,6 +120,7 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds elevate and runs broker processes")
 	}
+	t.Parallel() // it mostly waits for leases, like the crash cases
 	dsn := postgresSchema(t)
 	n := 30
 	if longEvidence() {
