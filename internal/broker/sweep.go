@@ -3,12 +3,16 @@ package broker
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/crashpoint"
 	"github.com/elevate-dev/elevate/internal/store"
 )
+
+// sweepConcurrency bounds the leases one sweep ends at the same time.
+const sweepConcurrency = 16
 
 // claimFor is how long a replica reserves the expired leases it claimed.
 // Another replica takes them over only after that, if this one died.
@@ -47,13 +51,24 @@ func (s *Service) SweepOnce(ctx context.Context) int {
 	if err != nil {
 		s.log.ErrorContext(ctx, "claim expired leases failed", "error", err)
 	}
+	// Leases end concurrently, so a burst of expiries is not revoked one
+	// Azure round trip after another. Two leases of one request may finish
+	// it at once; the conditional transitions let one win.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, sweepConcurrency)
 	for _, l := range leases {
-		s.release(ctx, l)
-		if _, err := s.finishRequest(ctx, l.RequestID); err != nil && !errors.Is(err, store.ErrConflict) {
-			s.log.ErrorContext(ctx, "finish request failed", "request_id", l.RequestID, "error", err)
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			s.release(ctx, l)
+			if _, err := s.finishRequest(ctx, l.RequestID); err != nil && !errors.Is(err, store.ErrConflict) {
+				s.log.ErrorContext(ctx, "finish request failed", "request_id", l.RequestID, "error", err)
+			}
+		}()
 		handled++
 	}
+	wg.Wait()
 	// The claim must outlast one revoke attempt, which with ARM's own
 	// retries can take longer than RetryBase, or a second replica claims
 	// the grant and deletes it too.
