@@ -65,7 +65,7 @@ type Config struct {
 	ReplicaID string
 	Now       func() time.Time
 	Logger    *slog.Logger
-	// MaxDuration caps any request, whatever the policy says. Default 8h.
+	// MaxDuration caps any request, whatever the policy allows. Default 8h.
 	MaxDuration time.Duration
 	// ApprovalTimeout is how long a request may wait for approvals. Default 1h.
 	ApprovalTimeout time.Duration

@@ -26,7 +26,7 @@ var ErrNotEffective = errors.New("grant not effective")
 // effective permissions at its scope and every prober succeeds. Only the
 // propagation signals are retried (a missing permission, or 403 from a
 // prober); any other error ends the wait. When the caller is not the
-// principal, its own permissions say nothing about the grant, so the wait
+// principal, its own permissions tell nothing about the grant, so the wait
 // only reads each assignment back.
 func (e *Engine) WaitEffective(ctx context.Context, principalID string, grants []Grant, roles map[string]Role, probers []Prober) error {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.EffectiveTimeout)
@@ -166,7 +166,7 @@ func covers(pattern, action string) bool {
 }
 
 // transient reports whether err may clear on its own: throttling, a 5xx
-// answer, or a failure without any HTTP answer.
+// response, or a failure without any HTTP response.
 func transient(err error) bool {
 	var re *azcore.ResponseError
 	return errors.Is(err, azure.ErrTransient) || errors.Is(err, azure.ErrThrottled) || !errors.As(err, &re)

@@ -1,8 +1,9 @@
 // Package lifecycle carries one elevation from request to verified removal:
 // resolve names, grant every pair, wait until the grant is effective, run the
 // action, revoke, verify the removal and audit each step. A grant that this
-// package created is always revoked before Run returns, whatever happened to
-// the action or to the caller's context; one it did not create is never touched.
+// package created is revoked before Run returns, whatever happened to the
+// action or to the caller's context, or Run returns a RevokeError naming it.
+// A grant it did not create is never touched.
 package lifecycle
 
 import (
