@@ -69,10 +69,10 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-// accessRequest rebuilds the access.Request a stored request was made
+// AccessRequest rebuilds the access.Request a stored request was made
 // from. Its Hash must equal the stored hash, which is what makes the
 // rendered table the thing reviewers approve.
-func accessRequest(r store.Request) (access.Request, error) {
+func AccessRequest(r store.Request) (access.Request, error) {
 	req := access.Request{
 		ID:            r.ID,
 		Principal:     access.Principal{ID: r.Principal.ID, Type: r.Principal.Type},
@@ -128,7 +128,7 @@ func (a *API) table(ctx context.Context, r store.Request) (renderedTable, error)
 	if ok {
 		return t, nil
 	}
-	req, err := accessRequest(r)
+	req, err := AccessRequest(r)
 	if err != nil {
 		return t, err
 	}

@@ -2,12 +2,11 @@ package webui
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"sync"
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/approval"
+	"github.com/elevate-dev/elevate/internal/broker"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/store"
 )
@@ -40,7 +39,7 @@ func (t *tableSource) table(ctx context.Context, r store.Request) (approval.Tabl
 	if ok {
 		return cached, nil
 	}
-	req, err := rebuildRequest(r)
+	req, err := broker.AccessRequest(r)
 	if err != nil {
 		return approval.Table{}, err
 	}
@@ -83,33 +82,3 @@ func (t *tableSource) describe(ctx context.Context, req access.Request) approval
 	return table
 }
 
-// rebuildRequest makes the access.Request a stored request was created
-// from and checks that it hashes to the stored hash.
-func rebuildRequest(r store.Request) (access.Request, error) {
-	req := access.Request{
-		ID:            r.ID,
-		Principal:     access.Principal{ID: r.Principal.ID, Type: r.Principal.Type},
-		Justification: r.Justification,
-		Duration:      r.Duration,
-		CreatedAt:     r.CreatedAt,
-	}
-	// The stored metadata uses the JSON names of access.Metadata.
-	data, err := json.Marshal(r.Metadata)
-	if err != nil {
-		return req, fmt.Errorf("encode metadata of request %s: %w", r.ID, err)
-	}
-	if err := json.Unmarshal(data, &req.Metadata); err != nil {
-		return req, fmt.Errorf("decode metadata of request %s: %w", r.ID, err)
-	}
-	for _, p := range r.Pairs {
-		scope, err := access.ParseResourceID(p.Scope)
-		if err != nil {
-			return req, fmt.Errorf("stored scope of request %s: %w", r.ID, err)
-		}
-		req.Pairs = append(req.Pairs, access.Pair{RoleID: p.RoleID, Scope: scope})
-	}
-	if got := req.Hash(); got != r.Hash {
-		return req, fmt.Errorf("request %s: stored hash %s does not match its fields (%s)", r.ID, r.Hash, got)
-	}
-	return req, nil
-}
