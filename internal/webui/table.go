@@ -81,4 +81,3 @@ func (t *tableSource) describe(ctx context.Context, req access.Request) approval
 	}
 	return table
 }
-
