@@ -90,7 +90,7 @@ func (e *Environment) CheckAndSetDefaults() error {
 			return fmt.Errorf("invalid %s %q: want an absolute https URL such as %q", name, value, "https://management.azure.com")
 		}
 	}
-	// A non-public authority cannot answer instance discovery.
+	// A non-public authority does not serve instance discovery.
 	if e.AuthorityHost != DefaultAuthorityHost {
 		e.DisableInstanceDiscovery = true
 	}
@@ -142,7 +142,7 @@ func validVaultName(s string) bool {
 
 // HTTPClient returns a client that trusts CAFile and resolves every
 // "*.localhost" name to the loopback address, as RFC 6761 reserves those names
-// for it; Go's resolver only knows the plain name "localhost".
+// for it; Go's resolver only resolves the plain name "localhost".
 func (e Environment) HTTPClient() (*http.Client, error) {
 	roots, err := x509.SystemCertPool()
 	if err != nil {
@@ -193,7 +193,7 @@ func (e Environment) ClientOptions(client *http.Client, retry *policy.RetryOptio
 }
 
 // retryLogger logs every attempt that Azure throttled or failed, so a run
-// that slows down under 429 says why.
+// that slows down under 429 logs the reason.
 type retryLogger struct{ log *slog.Logger }
 
 func (l retryLogger) Do(req *policy.Request) (*http.Response, error) {

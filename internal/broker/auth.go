@@ -165,7 +165,7 @@ func (a *Authenticator) approverIdentity(ctx context.Context, raw string) (Ident
 }
 
 // staticIdentity compares the token's SHA-256 with every configured digest
-// in constant time, so timing tells nothing about which digest is near.
+// in constant time, so timing reveals nothing about which digest is near.
 func (a *Authenticator) staticIdentity(raw string) (Identity, error) {
 	sum := sha256.Sum256([]byte(raw))
 	found := -1

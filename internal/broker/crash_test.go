@@ -138,7 +138,7 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 		b.start()
 	}
 
-	// Each call goes to one replica and, when that fails with no answer or
+	// Each call goes to one replica and, when that fails with no response or
 	// a 5xx, to the next, as a client behind a load balancer would see it.
 	call := func(i int, fn func(b *brokerProc) error) error {
 		var err error
@@ -238,7 +238,7 @@ func TestThreeReplicasSurviveKill(t *testing.T) {
 }
 
 // retryable reports whether a call may succeed on another replica: no
-// answer at all, or a 5xx.
+// response at all, or a 5xx.
 func retryable(err error) bool {
 	var apiErr *brokerclient.APIError
 	if errors.As(err, &apiErr) {

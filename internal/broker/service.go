@@ -1,7 +1,7 @@
 // Package broker is Elevate's service mode: it holds the right to grant, lets
 // pipelines request roles with their OIDC identity, applies policy, collects
 // approvals, and revokes at expiry whatever happened to the caller. The store
-// is the source of truth; every Azure call is preceded by a committed intent
+// is the source of truth. Every Azure call is preceded by a committed intent
 // and followed by a conditional state change, so several replicas can share
 // one PostgreSQL database without granting or revoking anything twice.
 package broker

@@ -122,7 +122,7 @@ func (c *Client) Revoke(ctx context.Context, id string) (RequestDetail, error) {
 	return out, c.do(ctx, http.MethodPost, "/v1/requests/"+url.PathEscape(id)+"/revoke", nil, nil, struct{}{}, &out)
 }
 
-// Extend asks to move an active request's expiry to creation plus total.
+// Extend requests that an active request's total duration become total.
 func (c *Client) Extend(ctx context.Context, id string, total time.Duration) (RequestDetail, error) {
 	var out RequestDetail
 	body := ExtendInput{Duration: total.String()}

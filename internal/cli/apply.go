@@ -45,10 +45,10 @@ with an ` + "`if: always()`" + ` step running ` + "`elevate revoke --plan FILE`"
 				return err
 			}
 			if o.ExpectHash == "" {
-				// Without the hash from the plan job, whoever can replace the
-				// plan artifact decides what is granted.
+				// Without the hash from the plan job, anyone able to replace
+				// the plan artifact decides what is granted.
 				if github.FromEnv(streams.getenv, streams.Out).InActions() {
-					return reportError(streams, &UsageError{errors.New("missing --expect-hash: in GitHub Actions pass the plan job's plan-hash output, so a replaced plan file is refused")})
+					return reportError(streams, &UsageError{errors.New("missing --expect-hash: in GitHub Actions pass the plan job's plan-hash output, so that apply rejects a replaced plan file")})
 				}
 				fmt.Fprintln(streams.ErrOut, "warning: no --expect-hash given: the plan file is trusted as it is")
 			}

@@ -34,7 +34,7 @@ type session struct {
 	graphEndpoint string
 }
 
-// retryOptions make the SDK retry 429 and 5xx answers and dropped connections
+// retryOptions make the SDK retry 429 and 5xx responses and dropped connections
 // with backoff, honouring Retry-After, a few more times than its default.
 var retryOptions = policy.RetryOptions{MaxRetries: 5, RetryDelay: 400 * time.Millisecond, MaxRetryDelay: 20 * time.Second}
 

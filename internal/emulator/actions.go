@@ -108,7 +108,7 @@ func (s *Server) RegisterGitHubJob(job GitHubJob) (requestURL, requestToken stri
 	return s.url + actionsTokenPath + "?api-version=2.0", token, nil
 }
 
-// serveActionsToken answers GET ...?audience=AUD with {"value": JWT} for the
+// serveActionsToken responds to GET ...?audience=AUD with {"value": JWT} for the
 // job whose request token is the bearer, as the Actions runtime does.
 func (s *Server) serveActionsToken(w http.ResponseWriter, r *http.Request) {
 	job, err := s.actions.lookup(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
