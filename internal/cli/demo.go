@@ -181,7 +181,7 @@ func demoVerify(streams Streams, srv *emulator.Server, principalID string, o dem
 	if o.Output == "text" {
 		fmt.Fprintf(streams.Out, "Verified: no temporary role assignment remains; audit chain intact (%d records, head %s).\n",
 			report.Records, report.Head[:12])
-		fmt.Fprintf(streams.Out, "Check it yourself: elevate audit verify %s\n", o.AuditLog)
+		fmt.Fprintf(streams.Out, "Check it yourself: elevate audit verify %s --head %s\n", o.AuditLog, report.Head)
 	}
 	return nil
 }
