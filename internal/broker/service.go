@@ -167,9 +167,9 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 		return store.Request{}, err
 	}
 	decision := s.cfg.Policy.Decide(policyInput(caller, req, names, in.Ticket, s.cfg.Now()))
-	// A request that could not be granted, or not revoked (a lock would
-	// block the delete), is refused before anyone is asked to approve it.
-	checks := s.cfg.Engine.Preflight(ctx, req)
+	// A request that could not be revoked (a lock would block the delete)
+	// is refused before anyone is asked to approve it.
+	checks := s.cfg.Engine.PreflightLocks(ctx, req)
 	if failed := lifecycle.Failed(checks); len(failed) > 0 && decision.Outcome != policy.OutcomeDeny {
 		decision.Outcome = policy.OutcomeDeny
 		decision.Message = "pre-flight check failed: " + failed[0].Name + " at " + failed[0].Scope + ": " + failed[0].Detail

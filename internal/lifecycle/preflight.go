@@ -129,3 +129,18 @@ func (e *Engine) checkCanGrant(ctx context.Context, scope string) Check {
 	c.Detail = "the caller may write and delete role assignments (conditions are not evaluated here)"
 	return c
 }
+
+// PreflightLocks runs only the lock check of every scope: the one check that
+// is cheap at any scale. The broker uses it per request, because counting a
+// subscription's role assignments lists all of them.
+func (e *Engine) PreflightLocks(ctx context.Context, req access.Request) []Check {
+	var checks []Check
+	seen := map[string]bool{}
+	for _, p := range req.Pairs {
+		if !seen[p.Scope.Key()] {
+			seen[p.Scope.Key()] = true
+			checks = append(checks, e.checkLocks(ctx, p.Scope.String()))
+		}
+	}
+	return checks
+}
