@@ -331,10 +331,26 @@ func (s *Service) Review(ctx context.Context, reviewer Identity, id, verdict, re
 
 // settle applies the approvals so far to a pending request.
 func (s *Service) settle(ctx context.Context, id string) (store.Request, error) {
+	r, _, err := s.settlePending(ctx, id)
+	return r, err
+}
+
+// settlePending is settle that also reports whether this call decided the
+// request, as opposed to finding it decided already.
+func (s *Service) settlePending(ctx context.Context, id string) (store.Request, bool, error) {
 	r, err := s.cfg.Store.GetRequest(ctx, id)
 	if err != nil || r.State != store.RequestPending {
-		return r, err
+		return r, false, err
 	}
+	r, err = s.applyApprovals(ctx, r)
+	// A lost race returns no request at all; only a state change counts.
+	return r, r.State != "" && r.State != store.RequestPending, err
+}
+
+// applyApprovals evaluates the stored approvals of pending request r and
+// moves it on when they decide it.
+func (s *Service) applyApprovals(ctx context.Context, r store.Request) (store.Request, error) {
+	id := r.ID
 	approvals, err := s.cfg.Store.ListApprovals(ctx, id)
 	if err != nil {
 		return r, err
@@ -414,13 +430,18 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 	}
 	if failure != nil {
 		s.log.ErrorContext(ctx, "grant failed", "request_id", r.ID, "error", failure)
-		s.releaseAll(ctx, r.ID)
+		// Two activations of one request can overlap (a restarted replica's
+		// reconcile and the approving replica, say), and they share the
+		// request's leases. Only the one that moves the request on may end
+		// them: releasing after the other made it active would leave an
+		// active request with no lease, which no sweep ever ends.
 		msg := failure.Error()
 		failed, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestGrantFailed,
 			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &msg})
 		if err != nil {
-			return failed, err
+			return failed, fmt.Errorf("grant: %w (and %w)", failure, err)
 		}
+		s.releaseAll(ctx, r.ID)
 		return failed, fmt.Errorf("grant: %w", failure)
 	}
 	active, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestActive,
@@ -448,12 +469,43 @@ func (s *Service) createGrant(ctx context.Context, r store.Request, g store.Gran
 	_, err := s.cfg.Store.MarkGrant(ctx, g.ID, []store.GrantState{store.GrantIntent}, store.GrantActive,
 		store.GrantUpdate{AssignmentID: &id, PreExisting: &pre, GrantedAt: s.cfg.Now()})
 	if errors.Is(err, store.ErrConflict) {
-		// The last lease ended while Azure was creating the object, so the
-		// grant moved to revoking: the sweeper removes what was just made.
-		s.log.WarnContext(ctx, "grant released while being created", "grant_id", g.ID)
+		now, getErr := s.cfg.Store.GetGrant(ctx, g.ID)
+		if getErr == nil && now.State == store.GrantActive {
+			// A concurrent activation of the same request created it first.
+			return nil
+		}
+		// The last lease ended while Azure was creating the object. Its
+		// revoke may have run before this PUT landed, so remove what was
+		// just made here rather than trust the sweeper to see it.
+		s.log.WarnContext(ctx, "grant released while being created", "grant_id", g.ID, "request_id", r.ID)
+		if !lg.PreExisting {
+			s.removeOrphan(ctx, r, g, lg)
+		}
 		return fmt.Errorf("grant %s was released while being created", g.AssignmentName)
 	}
 	return err
+}
+
+// removeOrphan deletes an Azure object created for a grant that was
+// released meanwhile, and verifies it is gone. A failure is logged loudly:
+// the store no longer holds anything that would retry it.
+func (s *Service) removeOrphan(ctx context.Context, r store.Request, g store.Grant, lg lifecycle.Grant) {
+	backend := s.cfg.Engine.Backend(g.Backend)
+	req := access.Request{ID: r.ID, Principal: access.Principal{ID: r.Principal.ID, Type: r.Principal.Type}}
+	err := backend.Remove(ctx, req, &lg)
+	if err == nil {
+		var exists bool
+		if exists, err = backend.Exists(ctx, lg); err == nil && exists {
+			err = errors.New("still present after delete")
+		}
+	}
+	if err != nil {
+		s.log.ErrorContext(ctx, "remove grant created after its release failed: it may still give access",
+			"grant_id", g.ID, "request_id", r.ID, "assignment_name", g.AssignmentName, "scope", g.Scope, "error", err)
+		s.audit(ctx, r.ID, "revoke_failed", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID, "assignment": g.AssignmentName, "error": err.Error()})
+		return
+	}
+	s.audit(ctx, r.ID, "revoke", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID, "assignment": g.AssignmentName, "orphan": true})
 }
 
 // releaseAll ends every active lease of a request and revokes the grants

@@ -231,12 +231,41 @@ func (s *Service) settleStalled(ctx context.Context) int {
 		if r.Decision.Outcome != store.OutcomeNeedsApproval || (!r.ApprovalDeadline.IsZero() && !now.Before(r.ApprovalDeadline)) {
 			continue // expirePending ends these
 		}
-		got, err := s.settle(ctx, r.ID)
+		got, decided, err := s.settlePending(ctx, r.ID)
 		if err != nil && !errors.Is(err, store.ErrConflict) {
 			s.log.ErrorContext(ctx, "settle pending request failed", "request_id", r.ID, "error", err)
 		}
-		if err == nil && got.State != store.RequestPending {
+		if decided {
 			s.log.InfoContext(ctx, "settled a request its approvals had decided", "request_id", r.ID, "state", got.State)
+			n++
+		}
+	}
+	return n + s.resumeApproved(ctx, activateTimeout)
+}
+
+// resumeApproved activates approved requests that have waited at least
+// minAge since their approval: the replica that approved one died before
+// granting it. The age keeps it from racing a live activation, which ends
+// within activateTimeout; activate lets a late approval lapse. It returns
+// how many it activated or failed.
+func (s *Service) resumeApproved(ctx context.Context, minAge time.Duration) int {
+	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestApproved}, Limit: store.MaxListLimit})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list approved requests failed", "error", err)
+		return 0
+	}
+	now := s.cfg.Now()
+	n := 0
+	for _, r := range page.Requests {
+		if now.Sub(r.UpdatedAt) < minAge {
+			continue
+		}
+		s.log.WarnContext(ctx, "activating a request approved but never granted", "request_id", r.ID, "approved_at", r.UpdatedAt)
+		got, err := s.activate(ctx, r)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			s.log.ErrorContext(ctx, "activate approved request failed", "request_id", r.ID, "error", err)
+		}
+		if got.State != "" && got.State != store.RequestApproved {
 			n++
 		}
 	}
@@ -287,16 +316,9 @@ func (s *Service) Reconcile(ctx context.Context) {
 		fixed++
 	}
 	fixed += s.settleStalled(ctx)
-	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestApproved}, Limit: store.MaxListLimit})
-	if err != nil {
-		s.log.ErrorContext(ctx, "reconcile: list approved requests failed", "error", err)
-	} else {
-		for _, r := range page.Requests {
-			if _, err := s.activate(ctx, r); err != nil {
-				s.log.ErrorContext(ctx, "reconcile: activate failed", "request_id", r.ID, "error", err)
-			}
-			fixed++
-		}
-	}
+	// At start, resume every approved request: one this replica was
+	// granting when it died would otherwise wait activateTimeout. Another
+	// replica may be granting it at this moment; activate tolerates that.
+	fixed += s.resumeApproved(ctx, 0)
 	s.log.InfoContext(ctx, "reconcile done", "fixed", fixed)
 }
