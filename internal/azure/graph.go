@@ -189,6 +189,26 @@ func (g *Graph) CancelRequest(ctx context.Context, id string) error {
 	return nil
 }
 
+// ListRequests returns the schedule requests for the principal and Entra
+// role at the directory scope, in the order Graph lists them.
+func (g *Graph) ListRequests(ctx context.Context, principalID, roleDefinitionID, directoryScopeID string) ([]DirectoryScheduleRequest, error) {
+	var out []DirectoryScheduleRequest
+	err := g.list(ctx, "roleManagement/directory/roleAssignmentScheduleRequests", principalID, roleDefinitionID, func(raw json.RawMessage) error {
+		var v graphRequestJSON
+		if err := decodeJSON(raw, &v, "role assignment schedule request"); err != nil {
+			return err
+		}
+		if v.DirectoryScopeID == directoryScopeID && strings.EqualFold(v.PrincipalID, principalID) && strings.EqualFold(v.RoleDefinitionID, roleDefinitionID) {
+			out = append(out, fromGraphRequest(v))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list Entra schedule requests of %s for role %s: %w", principalID, roleDefinitionID, err)
+	}
+	return out, nil
+}
+
 // ActiveInstance returns the principal's active assignment of the Entra
 // role at the directory scope; ErrNotFound when there is none.
 func (g *Graph) ActiveInstance(ctx context.Context, principalID, roleDefinitionID, directoryScopeID string) (Instance, error) {
@@ -320,9 +340,9 @@ func (g *Graph) doURL(ctx context.Context, method, u string, in any, want int, o
 	return nil
 }
 
-// classifyGraphRequest maps a failed Graph request like its ARM twin. Graph
-// has no policy read in this client, so expiration messages name no
-// maximum.
+// classifyGraphRequest maps a failed Graph request like its ARM twin. It
+// does not read the role's policy, so expiration messages name no maximum;
+// pre-flight compares the request with the policy before it is sent.
 func classifyGraphRequest(r DirectoryScheduleRequest, err error) error {
 	requestType := strings.ToUpper(r.Action[:min(1, len(r.Action))]) + r.Action[min(1, len(r.Action)):]
 	switch ErrorCode(err) {
@@ -332,6 +352,9 @@ func classifyGraphRequest(r DirectoryScheduleRequest, err error) error {
 			d = time.Until(r.End)
 		}
 		return newPolicyError(failedRules(err), nil, requestType, d, err)
+	case codeAcrsValidationFailed:
+		policy := &RolePolicy{AuthenticationContext: challengedContext(err)}
+		return newPolicyError([]string{AuthenticationContextRule}, policy, requestType, r.Duration, err)
 	case codeActiveDurationTooShort:
 		return &kindError{kind: ErrDurationTooShort, err: fmt.Errorf(
 			"PIM needs activations of at least %s and deactivates only after %s of activity; request a longer duration or wait: %w",

@@ -163,3 +163,86 @@ func TestGraphCancelPendingRequest(t *testing.T) {
 		t.Errorf("second cancel: got %v; want ErrInvalid", err)
 	}
 }
+
+func TestGraphPolicyRead(t *testing.T) {
+	s, _ := startEmulator(t)
+	g := newTestGraph(t, s, runnerApp, runnerSecret)
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		role string
+		want RolePolicy
+	}{
+		{"seeded maximum and justification", appAdmin, RolePolicy{MaxDuration: 2 * time.Hour, JustificationRequired: true,
+			AdminMaxDuration: 180 * 24 * time.Hour}},
+		{"seeded sign-in rules", userAdmin, RolePolicy{MaxDuration: 4 * time.Hour, TicketRequired: true, MFARequired: true,
+			ApprovalRequired: true, AuthenticationContext: "c2", AdminMaxDuration: 30 * 24 * time.Hour, AdminJustificationRequired: true}},
+		{"default policy", globalReader, RolePolicy{MaxDuration: 8 * time.Hour, JustificationRequired: true, AdminMaxDuration: 180 * 24 * time.Hour}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := g.Policy(ctx, tc.role)
+			if err != nil {
+				t.Fatalf("Policy: %v", err)
+			}
+			if got.ID == "" || got.RoleDefinitionID != tc.role || got.Scope != "/" {
+				t.Errorf("policy id %q role %q scope %q; want an id, role %s and scope /", got.ID, got.RoleDefinitionID, got.Scope, tc.role)
+			}
+			got.ID, got.Name, got.Scope, got.RoleDefinitionID = "", "", "", ""
+			if got != tc.want {
+				t.Errorf("policy: got %+v; want %+v", got, tc.want)
+			}
+		})
+	}
+	if _, err := g.Policy(ctx, "99999999-9999-4999-8999-999999999999"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("unknown role: got %v; want ErrNotFound", err)
+	}
+	denied := newTestGraph(t, s, pipelineApp, "demo-pipeline-secret") // no Graph app roles
+	if _, err := denied.Policy(ctx, appAdmin); !errors.Is(err, ErrForbidden) {
+		t.Errorf("caller without app role: got %v; want ErrForbidden", err)
+	}
+}
+
+func TestGraphAuthContextRejected(t *testing.T) {
+	seed := pimTestSeed()
+	seed.RolePolicies = append(seed.RolePolicies, emulator.SeedRolePolicy{DirectoryScopeID: "/", RoleDefinitionID: globalReader,
+		RequireAuthenticationContext: "c3"})
+	s, err := emulator.Start(context.Background(), emulator.Config{Seed: seed, StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("start emulator: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	g := newTestGraph(t, s, runnerApp, runnerSecret)
+	_, err = g.Request(context.Background(), DirectoryScheduleRequest{Action: "selfActivate", PrincipalID: runnerOID,
+		RoleDefinitionID: globalReader, Duration: time.Hour, Justification: "x"})
+	var pe *PolicyError
+	if !errors.As(err, &pe) || strings.Join(pe.Rules, ",") != AuthenticationContextRule {
+		t.Fatalf("activation without acrs: got %v; want a PolicyError for %s", err, AuthenticationContextRule)
+	}
+	for _, want := range []string{"AuthenticationContext_EndUser_Assignment", `"c3"`, "workload identity"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q: want it to contain %q", err.Error(), want)
+		}
+	}
+}
+
+func TestGraphListRequests(t *testing.T) {
+	s, _ := startEmulator(t)
+	g := newTestGraph(t, s, runnerApp, runnerSecret)
+	ctx := context.Background()
+	made, err := g.Request(ctx, DirectoryScheduleRequest{Action: "selfActivate", PrincipalID: runnerOID, RoleDefinitionID: globalReader,
+		Duration: time.Hour, Justification: "elevate request 1: list me"})
+	if err != nil {
+		t.Fatalf("Request: %v", err)
+	}
+	got, err := g.ListRequests(ctx, runnerOID, globalReader, "/")
+	if err != nil {
+		t.Fatalf("ListRequests: %v", err)
+	}
+	if len(got) != 1 || got[0].ID != made.ID || got[0].Justification != "elevate request 1: list me" || got[0].Action != "selfActivate" {
+		t.Errorf("requests: got %+v; want the one made, with its justification and action", got)
+	}
+	if other, err := g.ListRequests(ctx, runnerOID, appAdmin, "/"); err != nil || len(other) != 0 {
+		t.Errorf("requests for another role: got %d, %v; want none", len(other), err)
+	}
+}

@@ -107,6 +107,11 @@ type RolePolicy struct {
 	TicketRequired        bool
 	MFARequired           bool
 	ApprovalRequired      bool // Approval_EndUser_Assignment
+	// AuthenticationContext is the Conditional Access authentication
+	// context (a claim value such as "c1") that the caller's token must
+	// carry in its acrs claim to activate, from an enabled
+	// AuthenticationContext_EndUser_Assignment rule; "" when the rule is off.
+	AuthenticationContext string
 
 	AdminMaxDuration           time.Duration // Expiration_Admin_Assignment
 	AdminExpirationRequired    bool
@@ -304,6 +309,9 @@ func (p *PIM) classifyRequest(ctx context.Context, scope string, r ScheduleReque
 		return &kindError{kind: ErrDurationTooShort, err: fmt.Errorf(
 			"PIM needs activations of at least %s and deactivates only after %s of activity; request a longer duration or wait: %w",
 			shortDuration(MinimumActiveDuration), shortDuration(MinimumActiveDuration), err)}
+	case codeAcrsValidationFailed:
+		policy := &RolePolicy{AuthenticationContext: challengedContext(err)}
+		return newPolicyError([]string{AuthenticationContextRule}, policy, r.RequestType, requestDuration(r), err)
 	}
 	return Classify(err)
 }
@@ -456,6 +464,10 @@ func flattenPolicy(v armauthorization.RoleManagementPolicy) RolePolicy {
 			if deref(r.ID) == "Approval_EndUser_Assignment" && r.Setting != nil && r.Setting.IsApprovalRequired != nil {
 				rp.ApprovalRequired = *r.Setting.IsApprovalRequired
 			}
+		case *armauthorization.RoleManagementPolicyAuthenticationContextRule:
+			if deref(r.ID) == authContextRuleID && r.IsEnabled != nil && *r.IsEnabled {
+				rp.AuthenticationContext = deref(r.ClaimValue)
+			}
 		}
 	}
 	return rp
@@ -483,6 +495,9 @@ func (rp RolePolicy) Check(r ScheduleRequest) error {
 	}
 	if self && rp.MFARequired {
 		rules = append(rules, "MfaRule")
+	}
+	if self && rp.AuthenticationContext != "" {
+		rules = append(rules, AuthenticationContextRule)
 	}
 	if len(rules) == 0 {
 		if d > 0 && d < MinimumActiveDuration {
@@ -524,16 +539,28 @@ func decodeJSON(data []byte, out any, what string) error {
 	return nil
 }
 
-// PIM error codes, as ARM and Graph send them.
+// PIM error codes, as ARM and Graph send them. PIM answers a token
+// without the authentication context an activation requires with
+// codeAcrsValidationFailed, whose message is the claims challenge.
 const (
 	codePolicyValidationFailed = "RoleAssignmentRequestPolicyValidationFailed"
 	codeActiveDurationTooShort = "ActiveDurationTooShort"
+	codeAcrsValidationFailed   = "RoleAssignmentRequestAcrsValidationFailed"
 )
+
+// AuthenticationContextRule is the PolicyError rule name Elevate gives an
+// enabled authentication context rule. PIM itself reports it with the
+// error code RoleAssignmentRequestAcrsValidationFailed, not a rule name.
+const AuthenticationContextRule = "AuthenticationContextRule"
+
+// authContextRuleID is the id of the policy rule that requires an
+// authentication context on activation.
+const authContextRuleID = "AuthenticationContext_EndUser_Assignment"
 
 // PolicyError is a PIM request that failed policy rules: Rules holds the
 // rule names PIM reported (ExpirationRule, JustificationRule,
-// TicketingRule, MfaRule, EligibilityRule), Details one message per rule
-// with the fix. It matches ErrPolicyViolation and ErrInvalid, and
+// TicketingRule, MfaRule, EligibilityRule) or AuthenticationContextRule,
+// and Details one message per rule with the fix. It matches ErrPolicyViolation and ErrInvalid, and
 // ErrNotEligible when EligibilityRule failed.
 type PolicyError struct {
 	Rules   []string
@@ -581,6 +608,8 @@ func newPolicyError(rules []string, policy *RolePolicy, requestType string, dura
 		case "MfaRule":
 			d = fmt.Sprintf("multi-factor authentication is required on activation (%s), which a workload identity cannot satisfy; "+
 				"turn the rule off for this role or grant with a temporary role assignment instead", enablementRule)
+		case AuthenticationContextRule:
+			d = authContextDetail(policy)
 		case "EligibilityRule":
 			d = "the principal has no active eligibility for this role at this scope; an administrator must make it eligible first"
 		default:
@@ -589,6 +618,15 @@ func newPolicyError(rules []string, policy *RolePolicy, requestType string, dura
 		pe.Details = append(pe.Details, d)
 	}
 	return pe
+}
+
+func authContextDetail(policy *RolePolicy) string {
+	claim := "an authentication context"
+	if policy != nil && policy.AuthenticationContext != "" {
+		claim = fmt.Sprintf("authentication context claim %q", policy.AuthenticationContext)
+	}
+	return fmt.Sprintf("rule %s requires %s in the caller's token on activation, which a workload identity cannot present; "+
+		"turn the rule off for this role or grant with a temporary role assignment instead", authContextRuleID, claim)
 }
 
 func expirationDetail(policy *RolePolicy, self bool, duration time.Duration, rule string) string {
@@ -647,6 +685,42 @@ func failedRules(err error) []string {
 		return nil
 	}
 	return rules
+}
+
+// challengedContext reads the authentication context a failed activation
+// asked for from PIM's error message, which is the claims challenge
+// "&claims=" followed by URL-encoded {"access_token":{"acrs":{"value":"c1"}}};
+// "" when the message has another form.
+func challengedContext(err error) string {
+	var re *azcore.ResponseError
+	if !errors.As(err, &re) || re.RawResponse == nil {
+		return ""
+	}
+	body, perr := runtime.Payload(re.RawResponse)
+	var envelope struct {
+		Error struct {
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if perr != nil || decodeJSON(body, &envelope, "error body") != nil {
+		return ""
+	}
+	_, encoded, ok := strings.Cut(envelope.Error.Message, "claims=")
+	if !ok {
+		return ""
+	}
+	raw, uerr := url.QueryUnescape(encoded)
+	var challenge struct {
+		AccessToken struct {
+			ACRS struct {
+				Value string `json:"value"`
+			} `json:"acrs"`
+		} `json:"access_token"`
+	}
+	if uerr != nil || decodeJSON([]byte(raw), &challenge, "claims challenge") != nil {
+		return ""
+	}
+	return challenge.AccessToken.ACRS.Value
 }
 
 func containsRule(rules []string, rule string) bool {

@@ -30,6 +30,7 @@ const (
 	groupOID       = "7a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c05"
 	globalReader   = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
 	appAdmin       = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
+	userAdmin      = "fe930be7-5e62-47db-91af-98c3a49a38b1"
 	roleDefPrefix  = "/subscriptions/" + subscriptionID + "/providers/Microsoft.Authorization/roleDefinitions/"
 )
 
@@ -68,12 +69,17 @@ func pimTestSeed() emulator.Seed {
 		{PrincipalID: pipelineOID, Scope: demoRG, RoleName: "Key Vault Secrets Officer"},
 		{PrincipalID: runnerOID, DirectoryScopeID: "/", RoleDefinitionID: globalReader},
 		{PrincipalID: runnerOID, DirectoryScopeID: "/", RoleDefinitionID: appAdmin},
+		{PrincipalID: runnerOID, Scope: demoRG, RoleName: "Key Vault Secrets User"},
+		{PrincipalID: runnerOID, DirectoryScopeID: "/", RoleDefinitionID: userAdmin},
 	}
 	seed.RolePolicies = []emulator.SeedRolePolicy{
 		{Scope: demoRG, RoleName: "Reader", MaximumDuration: "PT1H", RequireJustification: true, RequireApproval: true},
 		{Scope: demoRG, RoleName: "Key Vault Secrets Officer", MaximumDuration: "PT1H", RequireJustification: true, RequireTicket: true},
 		{Scope: demoRG, RoleName: "Key Vault Reader", RequireMFA: true},
 		{DirectoryScopeID: "/", RoleDefinitionID: appAdmin, MaximumDuration: "PT2H", RequireJustification: true},
+		{Scope: demoRG, RoleName: "Key Vault Secrets User", RequireAuthenticationContext: "c1"},
+		{DirectoryScopeID: "/", RoleDefinitionID: userAdmin, MaximumDuration: "PT4H", RequireMFA: true, RequireTicket: true,
+			RequireApproval: true, RequireAuthenticationContext: "c2", AdminMaximumDuration: "P30D", AdminRequireJustification: true},
 	}
 	return seed
 }
@@ -140,6 +146,7 @@ const (
 	roleOwner       = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 	roleKVOfficer   = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 	roleKVReader    = "21090545-7ca7-4776-b22c-e363652d74d2"
+	roleKVUser      = "4633458b-17de-408a-b874-0445c86b69e6"
 )
 
 func TestPIMActivateAndDeactivate(t *testing.T) {
@@ -319,6 +326,8 @@ func TestPIMPolicyRead(t *testing.T) {
 		{"seeded approval policy", roleReader, RolePolicy{MaxDuration: time.Hour, JustificationRequired: true, ApprovalRequired: true,
 			AdminMaxDuration: 180 * 24 * time.Hour}},
 		{"default policy", roleContributor, RolePolicy{MaxDuration: 8 * time.Hour, JustificationRequired: true, AdminMaxDuration: 180 * 24 * time.Hour}},
+		{"seeded authentication context", roleKVUser, RolePolicy{MaxDuration: 8 * time.Hour, AuthenticationContext: "c1",
+			AdminMaxDuration: 180 * 24 * time.Hour}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -358,6 +367,10 @@ func TestRolePolicyCheck(t *testing.T) {
 		{"self without expiration", pol, self(0, "x", "T-1"), "ExpirationRule", ErrPolicyViolation},
 		{"missing justification and ticket", pol, self(time.Hour, "", ""), "JustificationRule,TicketingRule", ErrPolicyViolation},
 		{"mfa required", RolePolicy{MaxDuration: time.Hour, MFARequired: true}, self(time.Hour, "", ""), "MfaRule", ErrPolicyViolation},
+		{"authentication context required", RolePolicy{MaxDuration: time.Hour, AuthenticationContext: "c1"}, self(time.Hour, "", ""),
+			"AuthenticationContextRule", ErrPolicyViolation},
+		{"admin ignores authentication context", RolePolicy{AdminMaxDuration: time.Hour, AuthenticationContext: "c1"},
+			ScheduleRequest{RequestType: RequestAdminAssign, Duration: time.Hour}, "", nil},
 		{"under five minutes", pol, self(4*time.Minute, "x", "T-1"), "", ErrDurationTooShort},
 		{"admin permanent refused", pol, ScheduleRequest{RequestType: RequestAdminAssign}, "ExpirationRule", ErrPolicyViolation},
 		{"admin within maximum", pol, ScheduleRequest{RequestType: RequestAdminAssign, Duration: 2 * time.Hour}, "", nil},
@@ -408,6 +421,25 @@ func TestISODurationRoundTrip(t *testing.T) {
 	for _, d := range []time.Duration{time.Hour, 90 * time.Minute, 5*time.Minute + 30*time.Second} {
 		if back, err := parseISODuration(formatISODuration(d)); err != nil || back != d {
 			t.Errorf("round trip of %v via %q: got %v, %v", d, formatISODuration(d), back, err)
+		}
+	}
+}
+
+func TestPIMAuthContextRejected(t *testing.T) {
+	s, _ := startEmulator(t)
+	p := newTestPIM(t, s, runnerApp, runnerSecret)
+	req := activation(t, p, roleKVUser, time.Hour, "needs c1")
+	_, err := p.Request(context.Background(), demoRG, "1e000000-0000-4000-8000-0000000000ac", req)
+	if !errors.Is(err, ErrPolicyViolation) {
+		t.Fatalf("activation without acrs: got %v; want ErrPolicyViolation", err)
+	}
+	var pe *PolicyError
+	if !errors.As(err, &pe) || strings.Join(pe.Rules, ",") != AuthenticationContextRule {
+		t.Errorf("rules: got %v; want %s", err, AuthenticationContextRule)
+	}
+	for _, want := range []string{"AuthenticationContext_EndUser_Assignment", `"c1"`, "workload identity", "RoleAssignmentRequestAcrsValidationFailed"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("message %q: want it to contain %q", err.Error(), want)
 		}
 	}
 }

@@ -99,6 +99,8 @@ func (s *Server) serveGraph(w http.ResponseWriter, r *http.Request) {
 		s.serveGraphEligibilities(gr)
 	case lower == "rolemanagement/directory/roleassignmentscheduleinstances" || strings.HasPrefix(lower, "rolemanagement/directory/roleassignmentscheduleinstances/"):
 		s.serveGraphInstances(gr)
+	case lower == "policies/rolemanagementpolicyassignments":
+		s.serveGraphPolicyAssignments(gr)
 	default:
 		writeGraphError(w, r, http.StatusBadRequest, "BadRequest", fmt.Sprintf("Resource not found for the segment '%s'.", strings.Join(path, "/")))
 	}

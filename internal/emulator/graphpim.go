@@ -129,7 +129,8 @@ func (s *Server) postGraphScheduleRequest(gr graphRequest) {
 		name = p.DisplayName
 	}
 	s.st.mu.Unlock()
-	caller := pimCaller{ObjectID: gr.caller.ObjectID, IsApp: gr.caller.AppID != "", Name: name, MFA: s.tokenHasMFA(gr.r)}
+	caller := pimCaller{ObjectID: gr.caller.ObjectID, IsApp: gr.caller.AppID != "", Name: name, MFA: s.tokenHasMFA(gr.r),
+		ACRS: s.tokenClaimList(gr.r, "acrs")}
 	if perr := s.submitPIMRequest(caller, r); perr != nil {
 		writeGraphError(gr.w, gr.r, perr.status, perr.code, perr.message)
 		return

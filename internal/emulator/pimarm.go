@@ -324,7 +324,8 @@ func (s *Server) putScheduleRequest(req armRequest) {
 		!s.authorize(req, "Microsoft.Authorization/roleAssignments/write", req.scope, req.scope.String()+"/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/"+name) {
 		return
 	}
-	caller := pimCaller{ObjectID: req.caller.ObjectID, IsApp: req.caller.AppID != "", MFA: s.tokenHasMFA(req.r)}
+	caller := pimCaller{ObjectID: req.caller.ObjectID, IsApp: req.caller.AppID != "", MFA: s.tokenHasMFA(req.r),
+		ACRS: s.tokenClaimList(req.r, "acrs")}
 	if perr := s.submitPIMRequest(caller, r); perr != nil {
 		writeARMError(req.w, perr.status, perr.code, perr.message)
 		return
@@ -353,18 +354,27 @@ func (s *Server) cancelScheduleRequest(req armRequest) {
 // multi-factor sign-in (amr contains "mfa"). The emulator's token endpoint
 // never issues such a token, as no workload identity can satisfy MFA.
 func (s *Server) tokenHasMFA(r *http.Request) bool {
+	return slices.Contains(s.tokenClaimList(r, "amr"), "mfa")
+}
+
+// tokenClaimList returns the string values of a list claim of the
+// request's bearer token, such as amr or acrs; nil when it has none. The
+// emulator's token endpoint never sets acrs, because Conditional Access
+// authentication contexts apply to user sign-ins only.
+func (s *Server) tokenClaimList(r *http.Request, name string) []string {
 	_, raw, _ := strings.Cut(r.Header.Get("Authorization"), " ")
 	claims, err := s.entra.parse(strings.TrimSpace(raw))
 	if err != nil {
-		return false
+		return nil
 	}
-	amr, _ := claims["amr"].([]any)
-	for _, m := range amr {
-		if m == "mfa" {
-			return true
+	values, _ := claims[name].([]any)
+	var out []string
+	for _, v := range values {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
 		}
 	}
-	return false
+	return out
 }
 
 func derefString(p *string) string {

@@ -3,6 +3,8 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +21,9 @@ type pimPolicy struct {
 	RequireMFA           bool
 	RequireApproval      bool
 	Approvers            []string
+	// AuthenticationContext is the claim value an activation's token must
+	// carry in acrs; "" turns AuthenticationContext_EndUser_Assignment off.
+	AuthenticationContext string
 
 	AdminMaximumDuration      string // ISO 8601, Expiration_Admin_Assignment
 	adminMaximum              time.Duration
@@ -56,7 +61,7 @@ func (ps *pimStore) policyFromSeed(sp SeedRolePolicy, st *state) (string, pimPol
 	p := pimPolicy{
 		MaximumDuration: sp.MaximumDuration, RequireJustification: sp.RequireJustification,
 		RequireTicket: sp.RequireTicket, RequireMFA: sp.RequireMFA, RequireApproval: sp.RequireApproval,
-		Approvers:              sp.Approvers,
+		Approvers: sp.Approvers, AuthenticationContext: sp.RequireAuthenticationContext,
 		AdminMaximumDuration:   sp.AdminMaximumDuration,
 		AdminRequireExpiration: sp.AdminRequireExpiration, AdminRequireJustification: sp.AdminRequireJustification,
 		Seeded: true,
@@ -147,6 +152,20 @@ func (p pimPolicy) check(r *pimRequest, mfa bool) []string {
 	return failed
 }
 
+// checkAuthContext rejects a self-service request whose token lacks the
+// authentication context the policy requires, as PIM does: with
+// RoleAssignmentRequestAcrsValidationFailed and, as its message, the
+// claims challenge a client would send to Entra to get such a token.
+func (p pimPolicy) checkAuthContext(r *pimRequest, acrs []string) *pimError {
+	if p.AuthenticationContext == "" || !strings.HasPrefix(r.RequestType, "Self") || slices.Contains(acrs, p.AuthenticationContext) {
+		return nil
+	}
+	challenge, _ := json.Marshal(map[string]any{"access_token": map[string]any{
+		"acrs": map[string]any{"essential": true, "value": p.AuthenticationContext}}})
+	return &pimError{400, "RoleAssignmentRequestAcrsValidationFailed",
+		"&claims=" + strings.ReplaceAll(url.QueryEscape(string(challenge)), "+", "%20")}
+}
+
 // policyName returns the stable GUID name of the policy for a role at a
 // scope, as every scope has its own policy object in Azure.
 func policyName(scopeKey, roleGUID string) string {
@@ -217,7 +236,7 @@ func (p pimPolicy) rules() []map[string]any {
 			"isRequestorJustificationRequired": true, "approvalMode": approvalMode, "approvalStages": stages},
 			"id": "Approval_EndUser_Assignment", "ruleType": "RoleManagementPolicyApprovalRule",
 			"target": target("EndUser", "Assignment")},
-		map[string]any{"isEnabled": false, "claimValue": "", "id": "AuthenticationContext_EndUser_Assignment",
+		map[string]any{"isEnabled": p.AuthenticationContext != "", "claimValue": p.AuthenticationContext, "id": "AuthenticationContext_EndUser_Assignment",
 			"ruleType": "RoleManagementPolicyAuthenticationContextRule", "target": target("EndUser", "Assignment")},
 		map[string]any{"enabledRules": enabled(p.RequireMFA, "MultiFactorAuthentication",
 			p.RequireJustification, "Justification", p.RequireTicket, "Ticketing"),

@@ -26,6 +26,9 @@ type pimCaller struct {
 	IsApp    bool
 	Name     string // display name for createdBy
 	MFA      bool   // the token's amr claim includes "mfa"
+	// ACRS holds the authentication context claim values of the token's
+	// acrs claim.
+	ACRS []string
 }
 
 // submitPIMRequest checks and records a schedule request, then provisions,
@@ -161,10 +164,14 @@ func (s *Server) grantRequest(r *pimRequest, caller pimCaller, now time.Time) *p
 	if r.ExpirationType != expNoExpiration && r.End.Sub(r.Start) < minimumActiveDuration {
 		return durationTooShort()
 	}
-	if failed := s.policyFor(r.pimTarget).check(r, caller.MFA); len(failed) > 0 {
+	policy := s.policyFor(r.pimTarget)
+	if failed := policy.check(r, caller.MFA); len(failed) > 0 {
 		return policyFailure(failed)
 	}
-	if r.RequestType == reqSelfActivate && s.policyFor(r.pimTarget).RequireApproval {
+	if perr := policy.checkAuthContext(r, caller.ACRS); perr != nil {
+		return perr
+	}
+	if r.RequestType == reqSelfActivate && policy.RequireApproval {
 		r.Status = statusPendingApproval
 		r.ApprovalID = uuid.NewString()
 		return nil

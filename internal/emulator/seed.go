@@ -126,13 +126,18 @@ type SeedRolePolicy struct {
 	RoleName         string `json:"roleName,omitempty" yaml:"roleName,omitempty"`
 
 	// Activation by the principal (Expiration_EndUser_Assignment,
-	// Enablement_EndUser_Assignment, Approval_EndUser_Assignment).
+	// Enablement_EndUser_Assignment, Approval_EndUser_Assignment,
+	// AuthenticationContext_EndUser_Assignment).
 	MaximumDuration      string   `json:"maximumDuration,omitempty" yaml:"maximumDuration,omitempty"` // ISO 8601; default PT8H
 	RequireJustification bool     `json:"requireJustification,omitempty" yaml:"requireJustification,omitempty"`
 	RequireTicket        bool     `json:"requireTicket,omitempty" yaml:"requireTicket,omitempty"`
 	RequireMFA           bool     `json:"requireMFA,omitempty" yaml:"requireMFA,omitempty"`
 	RequireApproval      bool     `json:"requireApproval,omitempty" yaml:"requireApproval,omitempty"`
 	Approvers            []string `json:"approvers,omitempty" yaml:"approvers,omitempty"` // object ids, shown in the policy only
+	// RequireAuthenticationContext turns on AuthenticationContext_EndUser_Assignment
+	// with this Conditional Access authentication context claim value, such
+	// as "c1": an activation then needs a token whose acrs claim holds it.
+	RequireAuthenticationContext string `json:"requireAuthenticationContext,omitempty" yaml:"requireAuthenticationContext,omitempty"`
 
 	// Active assignment by an administrator (Expiration_Admin_Assignment,
 	// Enablement_Admin_Assignment).

@@ -67,6 +67,8 @@ type DirectoryClient interface {
 	GetRequest(ctx context.Context, id string) (azure.DirectoryScheduleRequest, error)
 	CancelRequest(ctx context.Context, id string) error
 	ActiveInstance(ctx context.Context, principalID, roleDefinitionID, directoryScopeID string) (azure.Instance, error)
+	ListRequests(ctx context.Context, principalID, roleDefinitionID, directoryScopeID string) ([]azure.DirectoryScheduleRequest, error)
+	Policy(ctx context.Context, roleDefinitionID string) (azure.RolePolicy, error)
 }
 
 // PIMConfig configures the PIM backends. A backend whose client is nil is
@@ -287,6 +289,14 @@ func orRBAC(name string) string {
 		return BackendRBAC
 	}
 	return name
+}
+
+// justificationMarker starts the justification of every PIM request sent
+// for the Elevate request requestID. Graph names its requests itself, so
+// the marker is how FindEntraGrants finds an entra-role grant that no audit
+// record names.
+func justificationMarker(requestID string) string {
+	return "elevate request " + strings.ToLower(requestID) + ": "
 }
 
 // requestName derives a PIM request name from the grant's deterministic

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
+	"github.com/elevate-dev/elevate/internal/azure"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 )
 
@@ -388,5 +389,106 @@ func TestAssignEndsWithoutElevate(t *testing.T) {
 	exists, err := r.engine.Backend(lifecycle.BackendPIMAssign).Exists(context.Background(), g)
 	if err != nil || exists {
 		t.Errorf("Exists after the deadline: got %v, %v; want false, nil", exists, err)
+	}
+}
+
+// findCheck returns the check with the name, or fails the test.
+func findCheck(t *testing.T, checks []lifecycle.Check, name string) lifecycle.Check {
+	t.Helper()
+	for _, c := range checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("checks %+v; want one named %q", checks, name)
+	return lifecycle.Check{}
+}
+
+func TestPreflightSignInRules(t *testing.T) {
+	pe := startPIMEnv(t)
+	tests := []struct {
+		name      string
+		principal access.Principal
+		refused   bool
+		contains  []string
+	}{
+		{"service principal refused", access.Principal{ID: pipelineOID, Type: access.PrincipalServicePrincipal}, true,
+			[]string{"rule AuthenticationContext_EndUser_Assignment requires authentication context claim c1",
+				"principal " + pipelineOID + " is a ServicePrincipal and cannot present it", "--backend pim-assign or rbac"}},
+		{"user warned", access.Principal{ID: approverOID, Type: access.PrincipalUser}, false,
+			[]string{"claim c1", "principal " + approverOID + " is a User, whose sign-in must include it"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			// Planning skips the caller rule, so the user's own apply
+			// would be the one to activate.
+			cfg := pe.pimConfig(0)
+			cfg.Planning = true
+			r := pe.newPIMRun(t, cfg)
+			req := pe.pimRequest(t, 30*time.Minute, pair(t, roleKVUser, vaultScope))
+			req.Principal = tc.principal
+			checks := r.engine.PreflightBackends(context.Background(), req, []lifecycle.Choice{{Backend: lifecycle.BackendPIMActivate}}, cfg)
+			c := findCheck(t, checks, "PIM policy "+azure.AuthenticationContextRule)
+			if refused := !c.OK && !c.Warning; refused != tc.refused {
+				t.Errorf("refused: got %v; want %v (%s)", refused, tc.refused, c.Detail)
+			}
+			if failed := len(lifecycle.Failed(checks)) > 0; failed != tc.refused {
+				t.Errorf("request refused: got %v; want %v (%+v)", failed, tc.refused, lifecycle.Failed(checks))
+			}
+			for _, s := range tc.contains {
+				if !strings.Contains(c.Detail, s) {
+					t.Errorf("detail %q; want it to contain %q", c.Detail, s)
+				}
+			}
+		})
+	}
+}
+
+func TestEntraPreflightRules(t *testing.T) {
+	pe := startPIMEnv(t)
+	tests := []struct {
+		name     string
+		role     string
+		duration time.Duration
+		ticket   string
+		check    string
+		refused  bool
+		contains []string
+	}{
+		{"over maximum", entraUserAdmin, 2 * time.Hour, "CHG-1", "PIM policy ExpirationRule", true,
+			[]string{"2h", "1h", "Expiration_EndUser_Assignment"}},
+		{"under five minutes", entraGlobalReader, 4 * time.Minute, "", "PIM policy ExpirationRule", true, []string{"4m", "5m"}},
+		{"missing ticket", entraUserAdmin, 30 * time.Minute, "", "PIM policy TicketingRule", true, []string{"ticket", "--ticket"}},
+		{"authentication context", entraUserAdmin, 30 * time.Minute, "CHG-1", "PIM policy " + azure.AuthenticationContextRule, true,
+			[]string{"AuthenticationContext_EndUser_Assignment", "claim c1", pipelineOID, "ServicePrincipal"}},
+		{"approval without wait", entraUserAdmin, 30 * time.Minute, "CHG-1", lifecycle.CheckPIMApproval, true,
+			[]string{"Approval_EndUser_Assignment", "--pim-approval-wait"}},
+		{"assignment over admin maximum", entraGroupsAdmin, 3 * time.Hour, "", "PIM policy ExpirationRule", true,
+			[]string{"3h", "2h", "Expiration_Admin_Assignment"}},
+		{"activation within policy", entraGlobalReader, 30 * time.Minute, "", lifecycle.CheckPIMPolicy, false,
+			[]string{"SelfActivate of 30m fits the policy (maximum 8h)"}},
+		{"assignment within policy", entraGroupsAdmin, time.Hour, "", lifecycle.CheckPIMPolicy, false,
+			[]string{"AdminAssign of 1h fits the policy (maximum 2h)"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := pe.pimConfig(0)
+			r := pe.newPIMRun(t, cfg)
+			req := pe.pimRequest(t, tc.duration, pair(t, tc.role, tenantRoot))
+			req.Metadata.Ticket = tc.ticket
+			checks := r.engine.PreflightBackends(context.Background(), req, []lifecycle.Choice{{Backend: lifecycle.BackendEntraRole}}, cfg)
+			c := findCheck(t, checks, tc.check)
+			if refused := !c.OK && !c.Warning; refused != tc.refused {
+				t.Errorf("%s refused: got %v; want %v (%s)", tc.check, refused, tc.refused, c.Detail)
+			}
+			if failed := len(lifecycle.Failed(checks)) > 0; failed != tc.refused {
+				t.Errorf("request refused: got %v; want %v (%+v)", failed, tc.refused, lifecycle.Failed(checks))
+			}
+			for _, s := range tc.contains {
+				if !strings.Contains(c.Detail, s) {
+					t.Errorf("detail %q; want it to contain %q", c.Detail, s)
+				}
+			}
+		})
 	}
 }

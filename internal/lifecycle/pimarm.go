@@ -105,7 +105,7 @@ func (b *pimARM) request(ctx context.Context, req access.Request, g *Grant, sr a
 	log := e.log.With("request_id", req.ID, "request_name", g.AssignmentName, "scope", scope, "role_id", g.Pair.RoleID, "backend", g.Backend)
 	sr.PrincipalID = req.Principal.ID
 	sr.RoleDefinitionID = g.RoleDefinitionID
-	sr.Justification = fmt.Sprintf("elevate request %s: %s", req.ID, truncate(req.Justification, 400))
+	sr.Justification = justificationMarker(req.ID) + truncate(req.Justification, 400)
 	if sr.Start.IsZero() {
 		sr.Start = e.clock.Now().UTC()
 	}
@@ -192,7 +192,7 @@ func (b *pimARM) remove(ctx context.Context, req access.Request, g *Grant, reque
 		RequestType:      requestType,
 		PrincipalID:      req.Principal.ID,
 		RoleDefinitionID: g.RoleDefinitionID,
-		Justification:    fmt.Sprintf("elevate request %s: end of the elevation", req.ID),
+		Justification:    justificationMarker(req.ID) + "end of the elevation",
 		Start:            b.e.clock.Now().UTC(),
 	})
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/elevate-dev/elevate/internal/access"
@@ -44,7 +45,7 @@ func (b *entraBackend) Grant(ctx context.Context, req access.Request, g *Grant) 
 		PrincipalID:      req.Principal.ID,
 		RoleDefinitionID: g.Pair.RoleID,
 		DirectoryScopeID: scope,
-		Justification:    fmt.Sprintf("elevate request %s: %s", req.ID, truncate(req.Justification, 400)),
+		Justification:    justificationMarker(req.ID) + truncate(req.Justification, 400),
 		Start:            start,
 	}
 	if mode == EntraSelfActivate {
@@ -156,7 +157,7 @@ func (b *entraBackend) Remove(ctx context.Context, req access.Request, g *Grant)
 			_, err := b.graph.Request(ctx, azure.DirectoryScheduleRequest{
 				Action: action, PrincipalID: made.PrincipalID, RoleDefinitionID: made.RoleDefinitionID,
 				DirectoryScopeID: made.DirectoryScopeID, Start: b.e.clock.Now().UTC(),
-				Justification: fmt.Sprintf("elevate request %s: end of the elevation", req.ID),
+				Justification: justificationMarker(req.ID) + "end of the elevation",
 			})
 			return err
 		}
@@ -197,4 +198,59 @@ func (b *entraBackend) request(ctx context.Context, g Grant) (azure.DirectorySch
 		return azure.DirectoryScheduleRequest{}, fmt.Errorf("Entra grant %s has no schedule request: %w", g.AssignmentName, azure.ErrNotFound)
 	}
 	return b.graph.GetRequest(ctx, id)
+}
+
+// FindEntraGrants fills in the Graph schedule request of each entra-role
+// grant of req that has none, as when the runner died before it wrote the
+// grant's audit record. A grant's request is the selfActivate or
+// adminAssign request for the same principal, role and directory scope
+// whose justification starts with the request's marker; requests that
+// granted nothing (Denied, Canceled, Failed) are skipped, and of several
+// the newest wins. One still waiting for a PIM approver is canceled. It
+// returns the number of grants it filled in.
+func (e *Engine) FindEntraGrants(ctx context.Context, req access.Request, grants []Grant) (int, error) {
+	b, ok := e.backends[BackendEntraRole].(*entraBackend)
+	if !ok {
+		return 0, nil
+	}
+	marker := justificationMarker(req.ID)
+	found := 0
+	for i := range grants {
+		g := &grants[i]
+		if g.Backend != BackendEntraRole || g.AssignmentID != "" || g.PreExisting {
+			continue
+		}
+		requests, err := b.graph.ListRequests(ctx, req.Principal.ID, g.Pair.RoleID, b.cfg.DirectoryScope)
+		if err != nil {
+			return found, fmt.Errorf("find the Entra grant of role %s for request %s: %w", g.Pair.RoleID, req.ID, err)
+		}
+		var best *azure.DirectoryScheduleRequest
+		for j := range requests {
+			r := &requests[j]
+			granting := strings.EqualFold(r.Action, EntraSelfActivate) || strings.EqualFold(r.Action, EntraAdminAssign)
+			ended := r.Status == azure.StatusDenied || r.Status == azure.StatusCanceled || r.Status == azure.StatusFailed
+			if !granting || ended || !strings.HasPrefix(strings.ToLower(r.Justification), marker) {
+				continue
+			}
+			if best == nil || r.CreatedOn.After(best.CreatedOn) {
+				best = r
+			}
+		}
+		if best == nil {
+			continue
+		}
+		// The runner that waited for this approval is gone, so cancel the
+		// request before an approver grants it to no one's knowledge.
+		if slices.Contains(awaitingApproval, best.Status) {
+			if err := b.graph.CancelRequest(ctx, best.ID); err != nil {
+				return found, fmt.Errorf("cancel the pending Entra request %s of request %s: %w", best.ID, req.ID, err)
+			}
+			e.recordGrant(ctx, req, "cancel", "ok", *g, fmt.Sprintf("canceled Entra request %s, still %s, found by its justification", best.ID, best.Status))
+		}
+		g.AssignmentID = entraRequestPrefix + best.ID
+		found++
+		e.log.InfoContext(ctx, "found Entra grant by its justification marker", "request_id", req.ID,
+			"graph_request_id", best.ID, "role_id", g.Pair.RoleID, "status", best.Status)
+	}
+	return found, nil
 }

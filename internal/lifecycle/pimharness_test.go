@@ -28,6 +28,11 @@ const (
 
 	entraGlobalReader = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
 	entraAppAdmin     = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
+	entraUserAdmin    = "fe930be7-5e62-47db-91af-98c3a49a38b1"
+	entraGroupsAdmin  = "fdd7a751-b60b-444a-984c-02652fe8fa1c"
+
+	// approverOID is the demo seed's user.
+	approverOID = "a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c03"
 
 	// tenantRoot is the ARM scope entra-role pairs carry: the tenant root
 	// management group of the demo tenant.
@@ -46,6 +51,11 @@ var pimBase = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 //	Key Vault Reader at the group:        eligible, MFA required
 //	Contributor at the group:             a group is eligible
 //	Entra Global Reader at "/":           eligible
+//	Key Vault Secrets User at the vault:  the pipeline and the approver user
+//	                                      eligible, authentication context c1
+//	Entra User Administrator at "/":      eligible, PT1H, ticket, approval,
+//	                                      authentication context c1
+//	Entra Groups Administrator at "/":    assignments up to PT2H
 func pimTestSeed() emulator.Seed {
 	seed := emulator.DefaultSeed()
 	for i := range seed.Principals {
@@ -64,11 +74,18 @@ func pimTestSeed() emulator.Seed {
 		{PrincipalID: pipelineOID, Scope: demoGroup, RoleDefinitionID: roleKVReader},
 		{PrincipalID: pimGroupOID, Scope: demoGroup, RoleDefinitionID: roleContrib},
 		{PrincipalID: pipelineOID, DirectoryScopeID: "/", RoleDefinitionID: entraGlobalReader},
+		{PrincipalID: pipelineOID, Scope: vaultScope, RoleDefinitionID: roleKVUser},
+		{PrincipalID: approverOID, Scope: vaultScope, RoleDefinitionID: roleKVUser},
+		{PrincipalID: pipelineOID, DirectoryScopeID: "/", RoleDefinitionID: entraUserAdmin},
 	}
 	seed.RolePolicies = []emulator.SeedRolePolicy{
 		{Scope: storageScope, RoleDefinitionID: roleSecretsOfficer, MaximumDuration: "PT4H", RequireApproval: true},
 		{Scope: demoGroup, RoleDefinitionID: roleKVUser, MaximumDuration: "PT1H", RequireJustification: true, RequireTicket: true},
 		{Scope: demoGroup, RoleDefinitionID: roleKVReader, RequireMFA: true},
+		{Scope: vaultScope, RoleDefinitionID: roleKVUser, RequireAuthenticationContext: "c1"},
+		{DirectoryScopeID: "/", RoleDefinitionID: entraUserAdmin, MaximumDuration: "PT1H", RequireTicket: true, RequireApproval: true,
+			RequireAuthenticationContext: "c1"},
+		{DirectoryScopeID: "/", RoleDefinitionID: entraGroupsAdmin, AdminMaximumDuration: "PT2H", AdminRequireJustification: true},
 	}
 	return seed
 }

@@ -126,6 +126,13 @@ func (e *Engine) policyChecks(ctx context.Context, req access.Request, p access.
 		return []Check{{Name: CheckPIMPolicy, Scope: scope, Warning: true,
 			Detail: "could not read the role management policy, so PIM may still reject the request: " + shortError(err)}}
 	}
+	return policyResult(scope, req, policy, e.plannedRequest(req, requestType, cfg), cfg)
+}
+
+// plannedRequest is the schedule request a grant of req would send, as
+// RolePolicy.Check reads it. ARM and Graph requests check alike, so the
+// request type of both is in ARM's spelling.
+func (e *Engine) plannedRequest(req access.Request, requestType string, cfg PIMConfig) azure.ScheduleRequest {
 	sr := azure.ScheduleRequest{
 		RequestType:   requestType,
 		Justification: req.Justification,
@@ -139,7 +146,7 @@ func (e *Engine) policyChecks(ctx context.Context, req access.Request, p access.
 	if req.Metadata.Ticket != "" {
 		sr.TicketNumber, sr.TicketSystem = req.Metadata.Ticket, cfg.TicketSystem
 	}
-	return policyResult(scope, req, policy, sr, cfg)
+	return sr
 }
 
 // policyResult turns RolePolicy.Check into checks, one per failed rule.
@@ -154,10 +161,8 @@ func policyResult(scope string, req access.Request, policy azure.RolePolicy, sr 
 			if rule == "TicketingRule" && req.Metadata.Ticket == "" {
 				c.Detail += "; pass --ticket"
 			}
-			// A user may sign in with MFA; a workload identity never can.
-			if rule == "MfaRule" && strings.EqualFold(req.Principal.Type, access.PrincipalUser) {
-				c.Warning = true
-				c.Detail = "the policy requires multi-factor authentication on activation; the caller's sign-in must include it"
+			if rule == "MfaRule" || rule == azure.AuthenticationContextRule {
+				c = signInCheck(scope, rule, req.Principal, policy)
 			}
 			checks = append(checks, c)
 		}
@@ -167,9 +172,6 @@ func policyResult(scope string, req access.Request, policy azure.RolePolicy, sr 
 		checks = append(checks, Check{Name: CheckPIMPolicy, Scope: scope, OK: true,
 			Detail: fmt.Sprintf("%s of %s fits the policy (maximum %s)", sr.RequestType, shortDur(req.Duration), maxLabel(policy, sr.RequestType))})
 	}
-	// NOTE: azure.RolePolicy does not carry the authentication context rule
-	// (AuthenticationContext_EndUser_Assignment), so a role that requires
-	// one passes here and PIM rejects the activation.
 	if sr.RequestType == azure.RequestSelfActivate && policy.ApprovalRequired {
 		c := Check{Name: CheckPIMApproval, Scope: scope}
 		if cfg.ApprovalWait > 0 {
@@ -185,6 +187,32 @@ func policyResult(scope string, req access.Request, policy azure.RolePolicy, sr 
 	return checks
 }
 
+// signInCheck checks a rule that the caller's sign-in must satisfy on
+// activation: MFA (Enablement_EndUser_Assignment) or a Conditional Access
+// authentication context (AuthenticationContext_EndUser_Assignment). A user
+// can sign in that way, so it is a warning for a user. A workload identity
+// (service principal or managed identity) signs in with a client
+// credential, which carries neither, so the request is rejected.
+func signInCheck(scope, rule string, principal access.Principal, policy azure.RolePolicy) Check {
+	ruleID, needs := "Enablement_EndUser_Assignment", "multi-factor authentication"
+	if rule == azure.AuthenticationContextRule {
+		ruleID, needs = "AuthenticationContext_EndUser_Assignment", fmt.Sprintf("authentication context claim %s", policy.AuthenticationContext)
+	}
+	c := Check{Name: CheckPIMPolicy + " " + rule, Scope: scope}
+	if strings.EqualFold(principal.Type, access.PrincipalUser) {
+		c.Warning = true
+		c.Detail = fmt.Sprintf("rule %s requires %s on activation; principal %s is a User, whose sign-in must include it", ruleID, needs, principal.ID)
+		return c
+	}
+	kind := principal.Type
+	if kind == "" {
+		kind = access.PrincipalServicePrincipal
+	}
+	c.Detail = fmt.Sprintf("rule %s requires %s on activation; principal %s is a %s and cannot present it, because a workload identity signs in without a user; "+
+		"turn the rule off for this role, or use --backend pim-assign or rbac", ruleID, needs, principal.ID, kind)
+	return c
+}
+
 func maxLabel(p azure.RolePolicy, requestType string) string {
 	m := p.AdminMaxDuration
 	if requestType == azure.RequestSelfActivate {
@@ -196,9 +224,8 @@ func maxLabel(p azure.RolePolicy, requestType string) string {
 	return shortDur(m)
 }
 
-// entraChecks checks an entra-role pair. Graph's role management policies
-// are not read by this client, so only the principal and eligibility are
-// checked before the request.
+// entraChecks checks an entra-role pair: principal, eligibility, and the
+// rules of the role's PIM policy, read through Graph.
 func (e *Engine) entraChecks(ctx context.Context, req access.Request, p access.Pair, cfg PIMConfig) []Check {
 	c := Check{Name: CheckPIMEligibility, Scope: cfg.DirectoryScope}
 	mode := cfg.EntraMode
@@ -228,11 +255,16 @@ func (e *Engine) entraChecks(ctx context.Context, req access.Request, p access.P
 	if mode == EntraAdminAssign && !self {
 		checks = append(checks, notSelfCheck(cfg.DirectoryScope, BackendEntraRole))
 	}
-	// NOTE: the Graph client reads no Entra role management policy, so
-	// maximum duration, ticket, MFA and approval rules are found only when
-	// Graph rejects the request.
-	return append(checks, Check{Name: CheckPIMPolicy, Scope: cfg.DirectoryScope, OK: true, Warning: true,
-		Detail: "the Entra role's PIM policy is not read before the request; Graph reports any rule it breaks when the grant is made"})
+	policy, err := cfg.Graph.Policy(ctx, p.RoleID)
+	if err != nil {
+		return append(checks, Check{Name: CheckPIMPolicy, Scope: cfg.DirectoryScope, Warning: true,
+			Detail: "could not read the Entra role's PIM policy, so Graph may still reject the request: " + shortError(err)})
+	}
+	requestType := azure.RequestAdminAssign
+	if mode == EntraSelfActivate {
+		requestType = azure.RequestSelfActivate
+	}
+	return append(checks, policyResult(cfg.DirectoryScope, req, policy, e.plannedRequest(req, requestType, cfg), cfg)...)
 }
 
 func shortDur(d time.Duration) string {
