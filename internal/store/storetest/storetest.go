@@ -115,6 +115,7 @@ func Run(t *testing.T, b Backend) {
 		{"outbox delivery cycle", testOutbox},
 		{"reopen runs no migration twice", testReopen},
 		{"times stored in utc", testTimesUTC},
+		{"seeded leases behave as granted", testSeedActive},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newEnv(t, b)) })
