@@ -4,11 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
-	"os"
-	"runtime"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,7 +11,6 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/brokerclient"
 	"github.com/elevate-dev/elevate/internal/emulator"
-	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/store"
 )
 
@@ -163,161 +157,4 @@ func BenchmarkBrokerReplicas(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 	}
-}
-
-// BenchmarkSweeperLag measures the delay from lease expiry to verified
-// revoke, with 10,000 (and with ELEVATE_EVIDENCE=long 100,000) other
-// active leases in the store. A cohort of 200 leases expires over two
-// seconds of real time while Sweep runs at its default interval; the lag
-// of each is the grant's verified_at minus the lease's expires_at, both on
-// the Service's clock, which runs at real speed from a moved start.
-//
-// With 10,000 leases the grants are role assignments in the emulator. The
-// emulator scans all assignments on each write, so for 100,000 the grants
-// live in mapARM, an in-memory ARM below the Azure wire, instead. The
-// benchmark also reports the resident memory of this process (VmRSS from
-// /proc/self/status) with every lease active.
-func BenchmarkSweeperLag(b *testing.B) {
-	sizes := []int{10_000}
-	if longEvidence() {
-		sizes = append(sizes, 100_000)
-	}
-	for _, kind := range []string{"sqlite", "postgres"} {
-		for _, n := range sizes {
-			b.Run(fmt.Sprintf("%s/leases=%d", kind, n), func(b *testing.B) {
-				for b.Loop() {
-					p50, p99, rss := sweeperLag(b, kind, n)
-					b.ReportMetric(p50.Seconds()*1000, "p50-ms")
-					b.ReportMetric(p99.Seconds()*1000, "p99-ms")
-					b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
-				}
-			})
-		}
-	}
-}
-
-// sweeperLag runs one lag measurement; see BenchmarkSweeperLag.
-func sweeperLag(b *testing.B, kind string, n int) (p50, p99 time.Duration, rss int64) {
-	const cohort = 200
-	ctx := context.Background()
-	var offset atomic.Int64 // added to the real time, in nanoseconds
-	now := func() time.Time { return time.Now().Add(time.Duration(offset.Load())) }
-	st := benchStore(b, kind, now)
-	var arm lifecycle.ARM
-	if n <= 10_000 {
-		srv := startHAEmulator(b, n+cohort, n+cohort+10)
-		arm = emulatorARM(b, srv, srv.Client())
-	} else {
-		arm = newMapARM()
-	}
-	svc := serviceOn(b, st, arm, now, "lag")
-
-	// Background leases last an hour: the sweep must pass over them.
-	createAll(b, svc, cohort, n, "1h")
-	runtime.GC()
-	rss = residentBytes(b)
-
-	// The cohort expires 10 ms apart, from 5 minutes after creation.
-	start := now()
-	ids := make([]string, cohort)
-	for i := range cohort {
-		in := readerFor(i, "")
-		in.Duration = (5*time.Minute + time.Duration(i)*10*time.Millisecond).String()
-		r, err := svc.Create(ctx, pipeline, in)
-		if err != nil {
-			b.Fatalf("create cohort lease %d: %v", i, err)
-		}
-		ids[i] = r.ID
-	}
-	offset.Store(int64(start.Add(5 * time.Minute).Add(-200 * time.Millisecond).Sub(now())))
-	sweepCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		_ = svc.Sweep(sweepCtx)
-		close(done)
-	}()
-	defer func() {
-		stop()
-		<-done
-	}()
-
-	var lags []time.Duration
-	deadline := time.Now().Add(2 * time.Minute)
-	for _, id := range ids {
-		for {
-			lag, ok := revokeLag(b, st, id)
-			if ok {
-				lags = append(lags, lag)
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("request %s not revoked after 2 minutes", id)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	slices.Sort(lags)
-	return lags[len(lags)/2], lags[len(lags)*99/100], rss
-}
-
-// createAll creates n requests for principals from, from+1, ... with the
-// given duration, from four goroutines.
-func createAll(b *testing.B, svc *Service, from, n int, duration string) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				in := readerFor(from+i, "")
-				in.Duration = duration
-				if _, err := svc.Create(context.Background(), pipeline, in); err != nil {
-					b.Errorf("create background lease %d: %v", i, err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if b.Failed() {
-		b.FailNow()
-	}
-}
-
-// revokeLag returns how long after its lease expired the grant of request
-// id was verified gone, once it was.
-func revokeLag(b *testing.B, st store.Store, id string) (time.Duration, bool) {
-	leases, err := st.ListLeases(context.Background(), store.LeaseFilter{RequestID: id})
-	if err != nil || len(leases) != 1 {
-		b.Fatalf("leases of %s: %d, %v", id, len(leases), err)
-	}
-	g, err := st.GetGrant(context.Background(), leases[0].GrantID)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if g.VerifiedAt.IsZero() {
-		return 0, false
-	}
-	return g.VerifiedAt.Sub(leases[0].ExpiresAt), true
-}
-
-// residentBytes reads VmRSS of this process from /proc/self/status.
-func residentBytes(b *testing.B) int64 {
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Logf("read /proc/self/status: %v", err)
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
 }
