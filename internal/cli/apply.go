@@ -118,7 +118,7 @@ func applyPlan(ctx context.Context, streams Streams, sess *session, o *elevateOp
 	prog := newProgress(streams.ErrOut, streams.ErrIsTerminal)
 	defer prog.Done()
 	engine := lifecycle.New(lifecycle.Config{
-		ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log, Progress: prog,
+		ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log, Progress: prog, Clock: streams.Clock,
 	})
 	refs := make([]access.RoleRef, 0, len(pl.Pairs))
 	seen := map[string]bool{}

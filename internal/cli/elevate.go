@@ -56,7 +56,7 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	prog := newProgress(streams.ErrOut, streams.ErrIsTerminal)
 	defer prog.Done()
 	engine := lifecycle.New(lifecycle.Config{
-		ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log, Progress: prog,
+		ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log, Progress: prog, Clock: streams.Clock,
 	})
 	prog.Step("resolving roles and resources")
 	p, err := sess.prepare(ctx, &o.requestOptions, streams, engine)

@@ -31,8 +31,10 @@ func newRevokeCommand(streams Streams) *cobra.Command {
 		Long: `Delete and verify the role assignments named in the plan, for an
 ` + "`if: always()`" + ` step after apply. Only the plan's own deterministic
 assignment names are deleted, so an assignment Elevate did not create is never
-touched. An expired plan is still revoked. Exits 4 when an assignment could not
-be removed.
+touched. PIM grants are ended through the backend the plan names; an Entra
+grant that no audit record names is found by the request id in its
+justification. An expired plan is still revoked. Exits 4 when an assignment
+could not be removed.
 
 With --broker URL REQUEST_ID, an admin ends an active broker request now.`,
 		Args: cobra.MaximumNArgs(1),
@@ -82,7 +84,7 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 		return fmt.Errorf("open audit log: %w", err)
 	}
 	defer log.Close()
-	engine := lifecycle.New(lifecycle.Config{ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log})
+	engine := lifecycle.New(lifecycle.Config{ARM: sess.rbac, Audit: log, CallerID: sess.caller.ObjectID, Logger: sess.log, Clock: streams.Clock})
 	// Each pair is revoked through the backend the plan chose for it, so a
 	// PIM activation is deactivated rather than looked up as a role
 	// assignment that never existed.
@@ -101,6 +103,19 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 	}
 	if err := applyAuditedGrants(auditLog, req.ID, grants); err != nil {
 		sess.log.WarnContext(ctx, "could not read earlier grant records from the audit log", "path", auditLog, "error", err)
+	}
+	// Graph names Entra requests itself, so an entra-role grant that no
+	// audit record names (the runner died first) is found by the request's
+	// marker in its justification instead.
+	// The other pairs are still revoked when the lookup fails.
+	n, findErr := engine.FindEntraGrants(ctx, req, grants)
+	if findErr != nil {
+		// An Entra grant may remain, which exit code 4 means.
+		findErr = &exitError{code: ExitRevokeFailed, err: fmt.Errorf(
+			"look up the plan's Entra grants in Microsoft Graph: %w; run revoke again, or end them in the Entra admin center", findErr)}
+		sess.log.ErrorContext(ctx, "Entra grant lookup failed", "request_id", req.ID, "error", findErr)
+	} else if n > 0 {
+		sess.log.InfoContext(ctx, "found Entra grants without audit records", "request_id", req.ID, "count", n)
 	}
 	start := time.Now()
 	err = engine.RevokePlanned(ctx, req, grants)
@@ -123,6 +138,7 @@ func revokePlan(ctx context.Context, streams Streams, sess *session, pl plan.Pla
 		}
 		fmt.Fprintf(streams.Out, "%-32s %s\n  %s\n", g.RoleName, state, g.Pair.Scope)
 	}
+	err = errors.Join(err, findErr)
 	fmt.Fprintf(streams.Out, "revoke of request %s finished in %s\n", req.ID, time.Since(start).Round(time.Millisecond))
 	fmt.Fprintf(streams.Out, "audit log %s, head %s\n", auditLog, log.Head())
 	if runner := github.FromEnv(streams.getenv, streams.Out); runner.InActions() {

@@ -29,6 +29,10 @@ type Streams struct {
 	// ErrIsTerminal reports whether ErrOut is a terminal, which selects the
 	// live progress line over timestamped lines.
 	ErrIsTerminal bool
+	// Clock is the time source of the grant lifecycle of run,
+	// rotate-secret, apply and revoke; nil means the system clock. Tests
+	// replace it to pass PIM's five minute minimum without waiting.
+	Clock lifecycle.Clock
 }
 
 // StandardStreams returns the process's stdin, stdout and stderr.

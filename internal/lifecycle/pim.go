@@ -460,8 +460,8 @@ func (e *Engine) deactivate(ctx context.Context, req access.Request, g *Grant, d
 		return nil
 	}
 	e.recordGrant(ctx, req, "revoke_deferred", "ok", *g, fmt.Sprintf(
-		"PIM refused to deactivate %s within %s of activation (ActiveDurationTooShort); retrying once at %s",
-		d.label, azure.MinimumActiveDuration, retryAt.UTC().Format(time.RFC3339)))
+		"PIM refused to deactivate %s within %s of activation (ActiveDurationTooShort); retrying once at %s, and if that fails it ends by itself at %s",
+		d.label, azure.MinimumActiveDuration, retryAt.UTC().Format(time.RFC3339), endLabel(d.inst.End)))
 	e.log.InfoContext(ctx, "deactivation too early, waiting to retry", "request_id", req.ID, "retry_at", retryAt)
 	if err := e.sleep(ctx, retryAt.Sub(e.clock.Now())+time.Second); err != nil {
 		g.EndsAt = d.inst.End
