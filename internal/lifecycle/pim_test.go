@@ -492,3 +492,56 @@ func TestEntraPreflightRules(t *testing.T) {
 		})
 	}
 }
+
+func TestFindEntraGrantsByMarker(t *testing.T) {
+	pe := startPIMEnv(t)
+	r := pe.newPIMRun(t, pe.pimConfig(0))
+	ctx := context.Background()
+	req := pe.pimRequest(t, 30*time.Minute, pair(t, entraGlobalReader, tenantRoot), pair(t, entraAppAdmin, tenantRoot))
+	choices := routed(t, r, req, lifecycle.BackendEntraRole)
+
+	// Global Reader is active through another Elevate request, whose
+	// justification carries that request's id, not this one's.
+	other, err := pe.graph.Request(ctx, azure.DirectoryScheduleRequest{Action: lifecycle.EntraSelfActivate, PrincipalID: pipelineOID,
+		RoleDefinitionID: entraGlobalReader, DirectoryScopeID: "/", Start: pe.clock.Now(), Duration: time.Hour,
+		Justification: "elevate request 0f8fad5b-d9cb-469f-a165-70867728950e: another job"})
+	if err != nil {
+		t.Fatalf("other request: %v", err)
+	}
+	grants := lifecycle.PlanGrants(req, r.roles(t, req.Pairs))
+	for i := range grants {
+		grants[i].Backend = choices[i].Backend
+	}
+	// This request's grant of Application Administrator, made by the
+	// grant code, whose record is then lost.
+	made := []lifecycle.Grant{grants[1]}
+	if err := r.engine.GrantAll(ctx, req, made); err != nil {
+		t.Fatalf("GrantAll: %v", err)
+	}
+
+	found, err := r.engine.FindEntraGrants(ctx, req, grants)
+	if err != nil {
+		t.Fatalf("FindEntraGrants: %v", err)
+	}
+	if found != 1 {
+		t.Errorf("found: got %d; want 1", found)
+	}
+	if grants[0].AssignmentID != "" {
+		t.Errorf("Global Reader grant: got %q; want none, as request %s belongs to another Elevate request", grants[0].AssignmentID, other.ID)
+	}
+	if grants[1].AssignmentID != made[0].AssignmentID || grants[1].AssignmentID == "" {
+		t.Errorf("Application Administrator grant: got %q; want the request the grant made, %q", grants[1].AssignmentID, made[0].AssignmentID)
+	}
+	if !pe.entraActive(t, pipelineOID, entraGlobalReader) {
+		t.Fatalf("Global Reader of the other request not active before revoke")
+	}
+	if err := r.engine.RevokePlanned(ctx, req, grants); err != nil {
+		t.Fatalf("RevokePlanned: %v", err)
+	}
+	if pe.entraActive(t, pipelineOID, entraAppAdmin) {
+		t.Errorf("Application Administrator still active after revoke")
+	}
+	if !pe.entraActive(t, pipelineOID, entraGlobalReader) {
+		t.Errorf("Global Reader of the other request removed; want it left alone")
+	}
+}
