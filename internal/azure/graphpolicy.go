@@ -11,7 +11,7 @@ import (
 )
 
 // graphPolicyRule is the union of the unifiedRoleManagementPolicyRule
-// kinds Elevate reads; each rule's id says which fields it carries.
+// kinds Elevate reads. A rule's id determines which fields it carries.
 type graphPolicyRule struct {
 	ID                   string   `json:"id"`
 	IsExpirationRequired *bool    `json:"isExpirationRequired"`

@@ -108,9 +108,9 @@ type RolePolicy struct {
 	MFARequired           bool
 	ApprovalRequired      bool // Approval_EndUser_Assignment
 	// AuthenticationContext is the Conditional Access authentication
-	// context (a claim value such as "c1") that the caller's token must
-	// carry in its acrs claim to activate, from an enabled
-	// AuthenticationContext_EndUser_Assignment rule; "" when the rule is off.
+	// context, a claim value such as "c1", that an enabled
+	// AuthenticationContext_EndUser_Assignment rule requires in the acrs
+	// claim of the activating token. It is "" when the rule is off.
 	AuthenticationContext string
 
 	AdminMaxDuration           time.Duration // Expiration_Admin_Assignment
@@ -539,9 +539,9 @@ func decodeJSON(data []byte, out any, what string) error {
 	return nil
 }
 
-// PIM error codes, as ARM and Graph send them. PIM answers a token
-// without the authentication context an activation requires with
-// codeAcrsValidationFailed, whose message is the claims challenge.
+// PIM error codes, as ARM and Graph send them. PIM rejects an activation
+// whose token lacks the required authentication context with
+// codeAcrsValidationFailed, and its message is the claims challenge.
 const (
 	codePolicyValidationFailed = "RoleAssignmentRequestPolicyValidationFailed"
 	codeActiveDurationTooShort = "ActiveDurationTooShort"
@@ -689,8 +689,8 @@ func failedRules(err error) []string {
 
 // challengedContext reads the authentication context a failed activation
 // asked for from PIM's error message, which is the claims challenge
-// "&claims=" followed by URL-encoded {"access_token":{"acrs":{"value":"c1"}}};
-// "" when the message has another form.
+// "&claims=" followed by URL-encoded {"access_token":{"acrs":{"value":"c1"}}}.
+// It returns "" when the message has another form.
 func challengedContext(err error) string {
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) || re.RawResponse == nil {

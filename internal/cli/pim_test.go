@@ -25,12 +25,14 @@ const (
 	entraGlobalReader = "f2ef992c-3afb-46b9-b7cf-a126ee74c451"
 	entraAppAdmin     = "9b895d92-2cd3-44c7-9d02-a6ac2d5ea5c3"
 	readerRoleID      = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+	// pipelineObjectID is the demo seed's elevate-pipeline principal.
+	pipelineObjectID = "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a801"
 )
 
 // acceleratedClock is real time plus an offset. After moves the offset
-// forward by d and fires at once, so every lifecycle wait, PIM's five
-// minutes included, takes no real time, and the emulator, which reads the
-// same clock, sees that time pass.
+// forward by d and fires at once, so every lifecycle wait takes no real
+// time, PIM's five minutes included. The emulator reads the same clock, so
+// its schedules end and its checks pass as if the time had passed.
 type acceleratedClock struct {
 	mu     sync.Mutex
 	offset time.Duration
@@ -124,12 +126,13 @@ func deferredRecord(t *testing.T, records []audit.Record) audit.Record {
 	return found[0]
 }
 
-// checkDeferral checks that the revoke_deferred record says which way the
-// early deactivation went and when the grant ends. For a retry it returns
-// the retry time the record gives.
+// checkDeferral checks that the revoke_deferred record states which way
+// the early deactivation went and when the grant ends. For a retry it also
+// checks the retry time.
 func checkDeferral(t *testing.T, rec audit.Record, backend string, endsAt time.Time, retried bool) {
 	t.Helper()
 	end := endsAt.UTC().Format(time.RFC3339)
+
 	if len(rec.Pairs) != 1 || rec.Pairs[0].Backend != backend {
 		t.Errorf("revoke_deferred pairs: got %+v; want one %s pair", rec.Pairs, backend)
 	}
@@ -144,6 +147,7 @@ func checkDeferral(t *testing.T, rec audit.Record, backend string, endsAt time.T
 		}
 		return
 	}
+
 	_, after, ok := strings.Cut(rec.Detail, "retrying once at ")
 	if !ok {
 		t.Fatalf("revoke_deferred detail %q: want a retry time", rec.Detail)
@@ -167,7 +171,7 @@ func liveReaderAssignments(e *cliEnv) int {
 	n := 0
 	for _, a := range e.srv.RoleAssignments() {
 		if strings.EqualFold(a.Scope, testStorage) && strings.HasSuffix(strings.ToLower(a.RoleDefinitionID), readerRoleID) &&
-			a.PrincipalID == "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a801" {
+			a.PrincipalID == pipelineObjectID {
 			n++
 		}
 	}
@@ -357,6 +361,7 @@ func grantAsLostRunner(t *testing.T, e *cliEnv, clock lifecycle.Clock, planFile 
 	if err != nil {
 		t.Fatalf("check plan: %v", err)
 	}
+
 	lostAudit := filepath.Join(t.TempDir(), "runner-audit.jsonl")
 	log, err := audit.Open(lostAudit)
 	if err != nil {
@@ -371,6 +376,7 @@ func grantAsLostRunner(t *testing.T, e *cliEnv, clock lifecycle.Clock, planFile 
 	if err != nil {
 		t.Fatalf("add backends: %v", err)
 	}
+
 	grants := make([]lifecycle.Grant, len(req.Pairs))
 	for i, p := range req.Pairs {
 		grants[i] = lifecycle.Grant{Pair: p, RoleName: pl.Pairs[i].RoleName, Backend: choices[i].Backend,
@@ -379,6 +385,7 @@ func grantAsLostRunner(t *testing.T, e *cliEnv, clock lifecycle.Clock, planFile 
 	if err := engine.GrantAll(ctx, req, grants); err != nil {
 		t.Fatalf("grant: %v", err)
 	}
+
 	_ = log.Close()
 	if err := os.Remove(lostAudit); err != nil {
 		t.Fatalf("delete the runner's audit log: %v", err)

@@ -12,9 +12,9 @@ var graphReadPolicies = []string{"RoleManagementPolicy.Read.Directory", "RoleMan
 	"RoleManagementPolicy.ReadWrite.Directory", "RoleManagement.ReadWrite.Directory"}
 
 // serveGraphPolicyAssignments serves GET policies/roleManagementPolicyAssignments
-// for Entra roles. Graph requires a filter on scopeId and scopeType; for
-// Entra roles scopeId is "/" and scopeType Directory or DirectoryRole, and
-// roleDefinitionId may narrow it to one role. $expand=policy adds the policy,
+// for Entra roles. Graph requires a filter on scopeId and scopeType. For
+// Entra roles scopeId is "/" and scopeType is Directory or DirectoryRole,
+// and a roleDefinitionId term may narrow the list to one role. $expand=policy adds the policy,
 // and policy($expand=rules) its rules too. Each role's policy is the one
 // seeded for it at directory scope "/", else the emulator's default.
 func (s *Server) serveGraphPolicyAssignments(gr graphRequest) {

@@ -204,7 +204,7 @@ func (b *entraBackend) request(ctx context.Context, g Grant) (azure.DirectorySch
 // grant of req that has none, as when the runner died before it wrote the
 // grant's audit record. A grant's request is the selfActivate or
 // adminAssign request for the same principal, role and directory scope
-// whose justification starts with the request's marker; requests that
+// whose justification starts with the request's marker. Requests that
 // granted nothing (Denied, Canceled, Failed) are skipped, and of several
 // the newest wins. One still waiting for a PIM approver is canceled. It
 // returns the number of grants it filled in.
