@@ -116,3 +116,25 @@ func TestRenderReliabilityListsMisses(t *testing.T) {
 		}
 	}
 }
+
+func TestRenderBenchmarksBrokerSections(t *testing.T) {
+	out := strings.Join([]string{
+		"BenchmarkSweeperLag/sqlite/leases=100000-2 1 9 ns/op 150 create-per-s 4.2 heap-MiB 0.5 idle-sweep-ms 200 p50-ms 380 p99-ms 42 rss-MiB",
+		"BenchmarkSweeperLag/sqlite/leases=100000-2 1 9 ns/op 170 create-per-s 4.4 heap-MiB 0.7 idle-sweep-ms 260 p50-ms 1500 p99-ms 41 rss-MiB",
+		"BenchmarkSweeperLag/sqlite/leases=100000-2 1 9 ns/op 160 create-per-s 4.3 heap-MiB 0.6 idle-sweep-ms 220 p50-ms 1200 p99-ms 43 rss-MiB",
+		"BenchmarkBrokerReplicas/replicas=2-2 300 9 ns/op 93.3 req/s",
+	}, "\n")
+	points, err := ParseBench(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := RenderBenchmarks(points, Machine{CPUs: 2, CPUModel: "test", GoVersion: "go", Date: "2026-01-01"}, "make bench", 3)
+	for _, want := range []string{
+		"| SQLite | 100,000 | 3 | 220 ms (200 to 260) | 1200 ms (380 to 1500) | 0.6 ms (0.5 to 0.7) | 160 (150 to 170) | 42 MiB (41 to 43) | 4.3 MiB (4.2 to 4.4) | missed |",
+		"| 2 | 1 | 93 req/s (93 to 93) |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("rendered benchmarks lack %q:\n%s", want, got)
+		}
+	}
+}

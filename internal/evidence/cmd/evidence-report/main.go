@@ -26,7 +26,7 @@ func main() {
 
 func run() error {
 	results := flag.String("results", "", "directory with one subdirectory of evidence results per run (required)")
-	bench := flag.String("bench", "", "file with the `go test -bench` output of BenchmarkGrantCurve (required)")
+	bench := flag.String("bench", "", "file with the `go test -bench` output of BenchmarkGrantCurve, BenchmarkSweeperLag and BenchmarkBrokerReplicas (required)")
 	runs := flag.Int("runs", 1, "number of runs the results and the benchmark cover")
 	command := flag.String("command", "make bench", "command to name in the docs")
 	reliability := flag.String("reliability", "docs/reliability.md", "reliability page to update")
