@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,15 +67,24 @@ func TestConcurrentActivationsAgree(t *testing.T) {
 
 	var wg sync.WaitGroup
 	first := make(chan struct{}, 2)
-	for _, svc := range []*Service{a, b} {
+	results := make([]store.Request, 2)
+	errs := make([]error, 2)
+	for i, svc := range []*Service{a, b} {
 		wg.Go(func() {
-			_, _ = svc.activate(ctx, approved)
+			results[i], errs[i] = svc.activate(ctx, approved)
 			first <- struct{}{}
 		})
 	}
 	<-first // one activation finished while the other waits in its PUT
 	close(arm.release)
 	wg.Wait()
+	for i := range results {
+		// Both callers see the request active: a client whose retry
+		// reached the slower replica must not get an error.
+		if errs[i] != nil || results[i].State != store.RequestActive {
+			t.Errorf("activation %d: got %s, %v; want active, no error", i, results[i].State, errs[i])
+		}
+	}
 
 	got, err := st.GetRequest(ctx, r.ID)
 	if err != nil {
@@ -192,5 +202,76 @@ func TestSweeperResumesStalledApproval(t *testing.T) {
 	}
 	if n := len(arm.assignments); n != 1 {
 		t.Errorf("assignments in ARM: got %d; want 1", n)
+	}
+}
+
+// dropOnce fails the first transition of a request to one state, as a
+// replica that dies or loses its database right before it would.
+type dropOnce struct {
+	store.Store
+	to      store.RequestState
+	dropped bool
+}
+
+func (d *dropOnce) TransitionRequest(ctx context.Context, id string, from []store.RequestState, to store.RequestState, u store.RequestUpdate) (store.Request, error) {
+	if to == d.to && !d.dropped {
+		d.dropped = true
+		return store.Request{}, errors.New("injected: connection lost")
+	}
+	return d.Store.TransitionRequest(ctx, id, from, to, u)
+}
+
+// TestUndecidedRequestIsFinished stores auto-approved and pre-flight
+// denied requests whose creator failed before acting on the outcome. The
+// pipeline's retry with the same idempotency key finishes one; a sweep
+// finishes the other once its creator can no longer be acting on it.
+func TestUndecidedRequestIsFinished(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2025, 3, 4, 9, 0, 0, 0, time.UTC)}
+	arm := newMapARM()
+	st := &dropOnce{Store: openSQLite(t, clock.Now), to: store.RequestApproved}
+	svc := serviceOn(t, st, arm, clock.Now, "replica-a")
+
+	if _, err := svc.Create(ctx, pipeline, readerFor(0, "retry")); err == nil {
+		t.Fatal("Create with the approval dropped: got no error")
+	}
+	r, err := svc.Create(ctx, pipeline, readerFor(0, "retry"))
+	if err != nil || r.State != store.RequestActive {
+		t.Fatalf("retried Create: got %s, %v; want active", r.State, err)
+	}
+
+	// No rule matches Reader on the whole subscription, so the policy
+	// denies it.
+	st.to, st.dropped = store.RequestDenied, false
+	in := readerFor(2, "denied")
+	in.Scopes = []string{rg[:strings.Index(rg, "/resourceGroups/")]}
+	if _, err := svc.Create(ctx, pipeline, in); err == nil {
+		r, _ := st.GetRequest(ctx, requestID(pipeline.Subject, "denied"))
+		t.Fatalf("Create with the denial dropped: got no error (%s, %+v)", r.State, r.Decision)
+	}
+	if r, err := svc.Create(ctx, pipeline, in); err != nil || r.State != store.RequestDenied {
+		t.Fatalf("retried denied Create: got %s, %v; want denied", r.State, err)
+	}
+
+	st.to, st.dropped = store.RequestApproved, false
+	if _, err := svc.Create(ctx, pipeline, readerFor(1, "swept")); err == nil {
+		t.Fatal("second Create with the approval dropped: got no error")
+	}
+	svc.SweepOnce(ctx)
+	stuck, err := st.GetRequest(ctx, requestID(pipeline.Subject, "swept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stuck.State != store.RequestPending {
+		t.Fatalf("state right after the failed Create: got %s; want pending (Create may still act)", stuck.State)
+	}
+	clock.Advance(activateTimeout)
+	svc.SweepOnce(ctx)
+	got, err := st.GetRequest(ctx, stuck.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.RequestActive {
+		t.Errorf("state after a sweep: got %s (%s); want active", got.State, got.Error)
 	}
 }

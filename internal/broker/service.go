@@ -201,31 +201,47 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 		return store.Request{}, fmt.Errorf("store request: %w", err)
 	}
 	if !isNew {
-		return created, nil // an idempotent retry: the first call did the work
+		// An idempotent retry. The first call did the work, unless its
+		// replica died between storing the request and acting on the
+		// policy's outcome; then this call finishes it.
+		if created.State == store.RequestPending && created.Decision.Outcome != store.OutcomeNeedsApproval {
+			s.log.WarnContext(ctx, "finishing a request its first call left undecided", "request_id", created.ID)
+			return s.applyDecision(ctx, created)
+		}
+		return created, nil
 	}
 	s.audit(ctx, created.ID, "request", caller.Subject, map[string]any{"pairs": created.Pairs, "duration": created.Duration.String()})
 	s.audit(ctx, created.ID, "decision", "policy", created.Decision)
 	s.log.InfoContext(ctx, "request created", "request_id", created.ID, "requester", caller.Subject,
 		"outcome", decision.Outcome, "rule_id", decision.RuleID)
+	if decision.Outcome == policy.OutcomeRequire {
+		s.notify(ctx, "request", created)
+		return created, nil
+	}
+	return s.applyDecision(ctx, created)
+}
 
-	switch decision.Outcome {
-	case policy.OutcomeDeny:
-		msg := decision.Message
-		return s.transition(ctx, created.ID, []store.RequestState{store.RequestPending}, store.RequestDenied,
+// applyDecision acts on the policy outcome stored with a pending request:
+// a deny ends it, an auto-approval grants it. A request that needs
+// approvals is left as it is. Two replicas may call it for one request;
+// the conditional transitions let one act.
+func (s *Service) applyDecision(ctx context.Context, r store.Request) (store.Request, error) {
+	switch r.Decision.Outcome {
+	case store.OutcomeDeny:
+		msg := r.Decision.Message
+		return s.transition(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestDenied,
 			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &msg})
-	case policy.OutcomeAutoApprove:
-		if decision.BreakGlass {
-			s.notify(ctx, "break_glass", created)
+	case store.OutcomeAutoApprove:
+		if r.Decision.BreakGlass {
+			s.notify(ctx, "break_glass", r)
 		}
-		approved, err := s.transition(ctx, created.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
+		approved, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
 		if err != nil {
 			return approved, err
 		}
 		return s.activate(ctx, approved)
-	default:
-		s.notify(ctx, "request", created)
-		return created, nil
 	}
+	return r, nil
 }
 
 // buildRequest validates the input the same way the CLI does and resolves
@@ -438,6 +454,9 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 		msg := failure.Error()
 		failed, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestGrantFailed,
 			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &msg})
+		if errors.Is(err, store.ErrConflict) {
+			return s.activatedElsewhere(ctx, r.ID, fmt.Errorf("grant: %w", failure))
+		}
 		if err != nil {
 			return failed, fmt.Errorf("grant: %w (and %w)", failure, err)
 		}
@@ -446,11 +465,28 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 	}
 	active, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestActive,
 		store.RequestUpdate{GrantedAt: now, ExpiresAt: expires})
+	if errors.Is(err, store.ErrConflict) {
+		return s.activatedElsewhere(ctx, r.ID, err)
+	}
 	if err == nil {
 		s.audit(ctx, r.ID, "grant", s.cfg.ReplicaID, map[string]any{"expires_at": expires})
 		s.notify(ctx, "granted", active)
 	}
 	return active, err
+}
+
+// activatedElsewhere is the outcome of an activation that lost the race
+// to move request id on: when the winner made it active, that is success
+// for this caller too; otherwise err stands, with the request as it is.
+func (s *Service) activatedElsewhere(ctx context.Context, id string, err error) (store.Request, error) {
+	current, getErr := s.cfg.Store.GetRequest(ctx, id)
+	if getErr != nil {
+		return current, errors.Join(err, getErr)
+	}
+	if current.State == store.RequestActive {
+		return current, nil
+	}
+	return current, err
 }
 
 // createGrant makes the Azure object of a grant whose intent is committed.

@@ -218,7 +218,9 @@ func (s *Service) settleDue(now time.Time) bool {
 // Review stores an approval and then acts on it; a replica that dies or
 // loses the database in between leaves a request pending with enough
 // approvals, and the reviewer's retry is rejected as a duplicate. This
-// finds such requests. It returns how many left pending.
+// finds such requests, and likewise auto-approved or denied requests whose
+// creator died before acting on the outcome, and approved requests never
+// granted. It returns how many left the state they were found in.
 func (s *Service) settleStalled(ctx context.Context) int {
 	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestPending}, Limit: store.MaxListLimit})
 	if err != nil {
@@ -228,7 +230,23 @@ func (s *Service) settleStalled(ctx context.Context) int {
 	now := s.cfg.Now()
 	n := 0
 	for _, r := range page.Requests {
-		if r.Decision.Outcome != store.OutcomeNeedsApproval || (!r.ApprovalDeadline.IsZero() && !now.Before(r.ApprovalDeadline)) {
+		if r.Decision.Outcome != store.OutcomeNeedsApproval {
+			// Create stores the request and then acts on the policy's
+			// outcome; its replica may have died in between.
+			if now.Sub(r.CreatedAt) < activateTimeout {
+				continue // Create may still be acting on it
+			}
+			s.log.WarnContext(ctx, "finishing a request its creator left undecided", "request_id", r.ID, "outcome", r.Decision.Outcome)
+			got, err := s.applyDecision(ctx, r)
+			if err != nil && !errors.Is(err, store.ErrConflict) {
+				s.log.ErrorContext(ctx, "finish undecided request failed", "request_id", r.ID, "error", err)
+			}
+			if got.State != "" && got.State != store.RequestPending {
+				n++
+			}
+			continue
+		}
+		if !r.ApprovalDeadline.IsZero() && !now.Before(r.ApprovalDeadline) {
 			continue // expirePending ends these
 		}
 		got, decided, err := s.settlePending(ctx, r.ID)
