@@ -45,9 +45,9 @@ func (g *gatedARM) CreateAssignment(ctx context.Context, a azure.Assignment) (az
 
 // TestConcurrentActivationsAgree activates one approved request on two
 // replicas at once, as a restarted replica's reconcile does while the
-// approving replica is still granting. The slower one must neither end the
-// leases the faster one made active nor leave the request active without a
-// lease; at expiry the sweeper must revoke everything.
+// approving replica is still granting. The slower one must not end the
+// leases the faster one made active. At expiry the sweeper must revoke
+// everything.
 func TestConcurrentActivationsAgree(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: time.Date(2025, 3, 4, 9, 0, 0, 0, time.UTC)}
@@ -123,8 +123,8 @@ func TestConcurrentActivationsAgree(t *testing.T) {
 // TestActivationFailureRemovesLateGrant overlaps two activations of one
 // request where the first PUT fails: that activation fails the request and
 // releases its lease, whose revoke finds nothing yet. The second PUT lands
-// after it; the slower activation must remove what it made, or the role
-// would stay in Azure with nothing in the store to end it.
+// after it. The slower activation must remove what it made, because
+// nothing in the store would end it.
 func TestActivationFailureRemovesLateGrant(t *testing.T) {
 	ctx := context.Background()
 	clock := &fakeClock{now: time.Date(2025, 3, 4, 9, 0, 0, 0, time.UTC)}

@@ -475,9 +475,9 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 	return active, err
 }
 
-// activatedElsewhere is the outcome of an activation that lost the race
-// to move request id on: when the winner made it active, that is success
-// for this caller too; otherwise err stands, with the request as it is.
+// activatedElsewhere ends an activation that lost the race to move request
+// id on. When the winner made the request active, that is success for this
+// caller too. Otherwise it returns err with the request as stored.
 func (s *Service) activatedElsewhere(ctx context.Context, id string, err error) (store.Request, error) {
 	current, getErr := s.cfg.Store.GetRequest(ctx, id)
 	if getErr != nil {
