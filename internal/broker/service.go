@@ -90,6 +90,8 @@ type Service struct {
 
 	settleMu   sync.Mutex
 	nextSettle time.Time // when SweepOnce next runs settleStalled
+
+	quota *quotaCache
 }
 
 // New checks cfg and returns a Service.
@@ -121,7 +123,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxRevokeAttempts <= 0 {
 		cfg.MaxRevokeAttempts = 8
 	}
-	return &Service{cfg: cfg, log: cfg.Logger.With("replica", cfg.ReplicaID)}, nil
+	s := &Service{cfg: cfg, log: cfg.Logger.With("replica", cfg.ReplicaID)}
+	s.quota = newQuotaCache(cfg.Engine.CountAssignments, cfg.Now, s.log)
+	return s, nil
 }
 
 // idempotencyNamespace is the UUIDv5 namespace of request ids derived from
@@ -168,8 +172,9 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 	}
 	decision := s.cfg.Policy.Decide(policyInput(caller, req, names, in.Ticket, s.cfg.Now()))
 	// A request that could not be revoked (a lock would block the delete)
-	// is refused before anyone is asked to approve it.
-	checks := s.cfg.Engine.PreflightLocks(ctx, req)
+	// or granted (the subscription's assignment quota is used up) is
+	// refused before anyone is asked to approve it.
+	checks := append(s.cfg.Engine.PreflightLocks(ctx, req), s.quota.check(ctx, req)...)
 	if failed := lifecycle.Failed(checks); len(failed) > 0 && decision.Outcome != policy.OutcomeDeny {
 		decision.Outcome = policy.OutcomeDeny
 		decision.Message = "pre-flight check failed: " + failed[0].Name + " at " + failed[0].Scope + ": " + failed[0].Detail

@@ -82,10 +82,7 @@ func (e *Engine) checkQuota(ctx context.Context, sub string, need int) Check {
 		c.Detail = "could not count role assignments: " + shortError(err)
 		return c
 	}
-	left := DefaultAssignmentLimit - n
-	c.OK = left >= need
-	c.Detail = fmt.Sprintf("%d of %d role assignments used, %d left, request needs %d", n, DefaultAssignmentLimit, left, need)
-	return c
+	return QuotaCheck(sub, n, need)
 }
 
 func (e *Engine) checkLocks(ctx context.Context, scope string) Check {
@@ -131,8 +128,9 @@ func (e *Engine) checkCanGrant(ctx context.Context, scope string) Check {
 }
 
 // PreflightLocks runs only the lock check of every scope: the one check that
-// is cheap at any scale. The broker uses it per request, because counting a
-// subscription's role assignments lists all of them.
+// is cheap at any scale. The broker uses it per request with a quota check
+// from QuotaCheck on a cached count, because counting a subscription's role
+// assignments lists all of them.
 func (e *Engine) PreflightLocks(ctx context.Context, req access.Request) []Check {
 	var checks []Check
 	seen := map[string]bool{}
@@ -143,4 +141,23 @@ func (e *Engine) PreflightLocks(ctx context.Context, req access.Request) []Check
 		}
 	}
 	return checks
+}
+
+// CountAssignments returns how many role assignments the subscription sub
+// holds, for a caller that caches the count and checks it with QuotaCheck.
+func (e *Engine) CountAssignments(ctx context.Context, sub string) (int, error) {
+	return e.arm.CountAssignments(ctx, "/subscriptions/"+sub)
+}
+
+// QuotaCheck is the assignment quota check of subscription sub holding used
+// assignments (as counted at some earlier time) when a request needs need
+// more.
+func QuotaCheck(sub string, used, need int) Check {
+	left := DefaultAssignmentLimit - used
+	c := Check{Name: CheckQuota, Scope: "/subscriptions/" + sub, OK: left >= need,
+		Detail: fmt.Sprintf("%d of %d role assignments used, %d left, request needs %d", used, DefaultAssignmentLimit, left, need)}
+	if !c.OK {
+		c.Detail += "; remove unused role assignments in the subscription, or ask for fewer pairs"
+	}
+	return c
 }
