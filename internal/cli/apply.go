@@ -145,6 +145,7 @@ func applyPlan(ctx context.Context, streams Streams, sess *session, o *elevateOp
 	if err != nil {
 		return res, err
 	}
+	addPlannedReasons(fixed, pl.Preflight, req)
 	choices, _, err := sess.addBackends(ctx, engine, bo, req, fixed)
 	if err != nil {
 		return res, err

@@ -13,6 +13,7 @@ import (
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
+	"github.com/elevate-dev/elevate/internal/plan"
 )
 
 // backendOptions are the flags that choose how each pair is granted.
@@ -201,7 +202,7 @@ func parseBackendLabel(label string, pairs int) (backendOptions, []lifecycle.Cho
 		switch key {
 		case "pairs":
 			for _, name := range strings.Split(value, ",") {
-				choices = append(choices, lifecycle.Choice{Backend: name, Reason: "chosen by auto when the plan was made"})
+				choices = append(choices, lifecycle.Choice{Backend: name, Reason: autoPlannedReason})
 			}
 		case "directory-scope":
 			o.DirectoryScope = value
@@ -238,6 +239,27 @@ func validBackend(name string) bool {
 		}
 	}
 	return false
+}
+
+// autoPlannedReason is the reason of a pair that auto chose in the plan.
+const autoPlannedReason = "chosen by auto when the plan was made"
+
+// addPlannedReasons appends to each choice that auto made in the plan the
+// reason that the plan's pre-flight table gave for it, so that apply
+// audits why a pair got its backend and not only that the plan chose it.
+func addPlannedReasons(choices []lifecycle.Choice, checks []plan.Check, req access.Request) {
+	lc := make([]lifecycle.Check, len(checks))
+	for i, c := range checks {
+		lc[i] = lifecycle.Check(c)
+	}
+	for i := range choices {
+		if choices[i].Reason != autoPlannedReason || i >= len(req.Pairs) {
+			continue
+		}
+		if reason := lifecycle.PlannedReason(lc, i, req.Pairs[i], choices[i].Backend); reason != "" {
+			choices[i].Reason += ": " + reason
+		}
+	}
 }
 
 // planBackend reads the backend field of a plan's approval table.

@@ -410,3 +410,51 @@ func entraActive(t *testing.T, e *cliEnv, role string) bool {
 	}
 	return err == nil
 }
+
+func TestPlanApplyAutoAuditsReasons(t *testing.T) {
+	e, clock := startPIMCLIEnv(t)
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	got := e.mainAt(t, clock, "plan", "--backend", "auto", "--role", "Reader", "--role", "Key Vault Secrets Officer",
+		"--scope", testStorage, "--justification", "mixed", "--plan-file", planFile)
+	if got.code != ExitOK {
+		t.Fatalf("plan: exit %d; stderr %s", got.code, got.stderr)
+	}
+	if want := "| Backend | auto; pairs=pim-activate,rbac |"; !strings.Contains(got.stdout, want) {
+		t.Errorf("plan output: want it to contain %q; got %s", want, got.stdout)
+	}
+
+	got = e.mainAt(t, clock, "apply", "--plan", planFile, "-o", "json", "--", "true")
+	if got.code != ExitOK {
+		t.Fatalf("apply: exit %d; stderr %s", got.code, got.stderr)
+	}
+	records := readAudit(t, e.audit)
+	wantReasons := []string{
+		"pim-activate: chosen by auto when the plan was made: auto: eligible schedule ",
+		"rbac: chosen by auto when the plan was made: auto: no eligible PIM schedule",
+	}
+	var details []string
+	for _, r := range records {
+		if r.Event == "backend" {
+			details = append(details, r.Detail)
+		}
+	}
+	for _, want := range wantReasons {
+		found := false
+		for _, d := range details {
+			found = found || strings.HasPrefix(d, want)
+		}
+		if !found {
+			t.Errorf("backend records %q: want one starting with %q", details, want)
+		}
+	}
+	for _, r := range records {
+		if r.Event != "request" {
+			continue
+		}
+		for i, want := range []string{lifecycle.BackendPIMActivate, lifecycle.BackendRBAC} {
+			if i >= len(r.Pairs) || r.Pairs[i].Backend != want {
+				t.Errorf("request record pairs %+v: want pair %d with backend %s", r.Pairs, i+1, want)
+			}
+		}
+	}
+}

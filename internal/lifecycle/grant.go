@@ -69,7 +69,7 @@ func (e *Engine) GrantAll(ctx context.Context, req access.Request, grants []Gran
 	for i := range grants {
 		g.Go(func() error {
 			grant := grants[i]
-			err := e.backendOf(grant).Grant(gctx, req, &grant)
+			err := e.granter(grant).Grant(gctx, req, &grant)
 			mu.Lock()
 			grants[i] = grant
 			mu.Unlock()

@@ -211,9 +211,9 @@ func knownBackend(name string) bool {
 }
 
 // Route makes Run, GrantAll and RevokePlanned use choices[i] for pair i of
-// req. Run plans every grant as rbac, so the router takes the rbac slot and
-// hands each grant to its chosen backend. That backend records its name in
-// Grant.Backend, so revokes then go straight to it.
+// req. The router takes the rbac slot: Run sets each planned grant's
+// Backend to its choice, GrantAll hands every grant to the router, which
+// audits the choice and its reason, and revokes go by Grant.Backend.
 func (e *Engine) Route(req access.Request, choices []Choice) error {
 	if len(choices) != len(req.Pairs) {
 		return fmt.Errorf("route grants: %d choices for %d pairs", len(choices), len(req.Pairs))
@@ -253,6 +253,30 @@ func (r *router) Grant(ctx context.Context, req access.Request, g *Grant) error 
 	g.Backend = c.Backend
 	r.e.recordGrant(ctx, req, "backend", "ok", *g, c.Backend+": "+c.Reason)
 	return r.pick(c.Backend).Grant(ctx, req, g)
+}
+
+// setChosenBackends sets the Backend of each grant to the one Route chose
+// for its pair, so the request record names it before anything is granted.
+// Without Route every grant stays as planned.
+func (e *Engine) setChosenBackends(grants []Grant) {
+	r, ok := e.backends[BackendRBAC].(*router)
+	if !ok {
+		return
+	}
+	for i := range grants {
+		if c, ok := r.byPair[pairKey(grants[i].Pair)]; ok {
+			grants[i].Backend = c.Backend
+		}
+	}
+}
+
+// granter returns what makes g: the router when Route ran, because it
+// audits each pair's choice before it grants, else g's own backend.
+func (e *Engine) granter(g Grant) Backend {
+	if r, ok := e.backends[BackendRBAC].(*router); ok {
+		return r
+	}
+	return e.backendOf(g)
 }
 
 func (r *router) Remove(ctx context.Context, req access.Request, g *Grant) error {

@@ -122,6 +122,46 @@ func TestAutoBackendBothWays(t *testing.T) {
 	}
 }
 
+func TestAuditRecordsNameEachPairBackend(t *testing.T) {
+	pe := startPIMEnv(t)
+	r := pe.newPIMRun(t, pe.pimConfig(0))
+	req := pe.pimRequest(t, 10*time.Minute, pair(t, roleReader, vaultScope), pair(t, roleSecretsOfficer, vaultScope))
+	routed(t, r, req, lifecycle.BackendAuto)
+	if _, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), noopAction, nil); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	records := r.records(t)
+	want := []string{lifecycle.BackendPIMActivate, lifecycle.BackendRBAC}
+	for _, event := range []string{"request", "grant", "revoke"} {
+		found := recordsOf(records, event)
+		if len(found) != 1 {
+			t.Errorf("%s records: got %d; want 1", event, len(found))
+			continue
+		}
+		if len(found[0].Pairs) != len(want) {
+			t.Errorf("%s record pairs: got %d; want %d", event, len(found[0].Pairs), len(want))
+			continue
+		}
+		for i, p := range found[0].Pairs {
+			if p.Backend != want[i] {
+				t.Errorf("%s record pair %d backend: got %q; want %q", event, i+1, p.Backend, want[i])
+			}
+		}
+	}
+
+	// Each pair's backend record gives auto's reason.
+	reasons := map[string]string{}
+	for _, rec := range recordsOf(records, "backend") {
+		reasons[rec.Pairs[0].RoleID] = rec.Detail
+	}
+	if got := reasons[roleReader]; !strings.HasPrefix(got, "pim-activate: auto: eligible schedule ") {
+		t.Errorf("eligible pair's backend record: got %q; want pim-activate with the eligible schedule", got)
+	}
+	if got := reasons[roleSecretsOfficer]; !strings.HasPrefix(got, "rbac: auto: no eligible PIM schedule") {
+		t.Errorf("plain pair's backend record: got %q; want rbac for no eligibility", got)
+	}
+}
+
 func TestPIMPreflightRules(t *testing.T) {
 	pe := startPIMEnv(t)
 	tests := []struct {

@@ -52,10 +52,32 @@ func (e *Engine) PreflightBackends(ctx context.Context, req access.Request, choi
 	for i, p := range req.Pairs {
 		c := choices[i]
 		checks = append(checks, Check{Name: CheckBackend, Scope: p.Scope.String(), OK: true,
-			Detail: fmt.Sprintf("pair %d, role %s: %s (%s)", i+1, p.RoleID, c.Backend, c.Reason)})
+			Detail: choicePrefix(i, p, c.Backend) + c.Reason + ")"})
 		checks = append(checks, e.backendChecks(ctx, req, p, c.Backend, cfg)...)
 	}
 	return checks
+}
+
+// choicePrefix starts the Detail of pair i's backend check, before the
+// reason and a closing bracket.
+func choicePrefix(i int, p access.Pair, backend string) string {
+	return fmt.Sprintf("pair %d, role %s: %s (", i+1, p.RoleID, backend)
+}
+
+// PlannedReason returns the reason that the backend check of pair i in
+// checks gives for backend, or "" when checks has no such check. Apply
+// uses it to audit why auto chose each backend when the plan was made.
+func PlannedReason(checks []Check, i int, p access.Pair, backend string) string {
+	prefix := choicePrefix(i, p, backend)
+	for _, c := range checks {
+		if c.Name != CheckBackend {
+			continue
+		}
+		if reason, ok := strings.CutPrefix(c.Detail, prefix); ok {
+			return strings.TrimSuffix(reason, ")")
+		}
+	}
+	return ""
 }
 
 // backendChecks returns the PIM checks of one pair.

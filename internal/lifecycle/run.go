@@ -51,6 +51,7 @@ var (
 func (e *Engine) Run(ctx context.Context, req access.Request, roles map[string]Role, action Action, probers []Prober) (Result, error) {
 	res := Result{Request: req, AuditPath: e.audit.Path()}
 	res.Grants = PlanGrants(req, roles)
+	e.setChosenBackends(res.Grants)
 	started := e.clock.Now()
 
 	// The request and the names of the assignments go to the audit log before
