@@ -55,8 +55,9 @@ func (c *acceleratedClock) After(d time.Duration) <-chan time.Time {
 
 // startPIMCLIEnv starts the demo emulator on an accelerated clock. The
 // pipeline is eligible for Reader at the storage account and for Entra
-// Global Reader at "/", and may call Graph's role management API.
-func startPIMCLIEnv(t *testing.T) (*cliEnv, *acceleratedClock) {
+// Global Reader at "/", and may call Graph's role management API. Every
+// role has the default PIM policy unless policies replaces it.
+func startPIMCLIEnv(t *testing.T, policies ...emulator.SeedRolePolicy) (*cliEnv, *acceleratedClock) {
 	t.Helper()
 	clock := &acceleratedClock{}
 	seed := emulator.DefaultSeed()
@@ -73,6 +74,7 @@ func startPIMCLIEnv(t *testing.T) (*cliEnv, *acceleratedClock) {
 		{PrincipalID: pipeline.ObjectID, Scope: testStorage, RoleName: "Reader"},
 		{PrincipalID: pipeline.ObjectID, DirectoryScopeID: "/", RoleDefinitionID: entraGlobalReader},
 	}
+	seed.RolePolicies = policies
 	e := startCLIEnv(t, emulator.Config{Seed: seed, Now: clock.Now, PropagationDelay: 20 * time.Millisecond})
 	e.vars["ELEVATE_GRAPH_ENDPOINT"] = e.srv.GraphEndpoint()
 	return e, clock
@@ -395,8 +397,17 @@ func grantAsLostRunner(t *testing.T, e *cliEnv, clock lifecycle.Clock, planFile 
 // entraActive reports whether the pipeline holds the Entra role at "/".
 func entraActive(t *testing.T, e *cliEnv, role string) bool {
 	t.Helper()
-	ctx := context.Background()
-	sess, err := newSession(ctx, Streams{Getenv: func(k string) string { return e.vars[k] }, ErrOut: io.Discard})
+	_, err := pipelineGraph(t, e).ActiveInstance(context.Background(), pipelineObjectID, role, "/")
+	if err != nil && !errors.Is(err, azure.ErrNotFound) {
+		t.Fatalf("Graph ActiveInstance: %v", err)
+	}
+	return err == nil
+}
+
+// pipelineGraph returns a Graph client signed in as the pipeline.
+func pipelineGraph(t *testing.T, e *cliEnv) *azure.Graph {
+	t.Helper()
+	sess, err := newSession(context.Background(), Streams{Getenv: func(k string) string { return e.vars[k] }, ErrOut: io.Discard})
 	if err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
@@ -404,11 +415,7 @@ func entraActive(t *testing.T, e *cliEnv, role string) bool {
 	if err != nil {
 		t.Fatalf("Graph client: %v", err)
 	}
-	_, err = graph.ActiveInstance(ctx, sess.caller.ObjectID, role, "/")
-	if err != nil && !errors.Is(err, azure.ErrNotFound) {
-		t.Fatalf("Graph ActiveInstance: %v", err)
-	}
-	return err == nil
+	return graph
 }
 
 func TestPlanApplyAutoAuditsReasons(t *testing.T) {
@@ -456,5 +463,63 @@ func TestPlanApplyAutoAuditsReasons(t *testing.T) {
 				t.Errorf("request record pairs %+v: want pair %d with backend %s", r.Pairs, i+1, want)
 			}
 		}
+	}
+}
+
+func TestRevokePlanCancelsPendingEntraRequest(t *testing.T) {
+	e, clock := startPIMCLIEnv(t, emulator.SeedRolePolicy{DirectoryScopeID: "/", RoleDefinitionID: entraGlobalReader, RequireApproval: true})
+	planFile := filepath.Join(t.TempDir(), "plan.json")
+	got := e.mainAt(t, clock, "plan", "--backend", "entra-role", "--role", entraGlobalReader, "--pim-approval-wait", "10m",
+		"--justification", "approver never came", "--plan-file", planFile)
+	if got.code != ExitOK {
+		t.Fatalf("plan: exit %d; stderr %s", got.code, got.stderr)
+	}
+	pl, err := plan.Read(planFile)
+	if err != nil {
+		t.Fatalf("read plan: %v", err)
+	}
+
+	// The lost runner's activation, still waiting for a PIM approver. Its
+	// justification carries the request id as Elevate writes it.
+	graph := pipelineGraph(t, e)
+	pending, err := graph.Request(context.Background(), azure.DirectoryScheduleRequest{
+		Action: lifecycle.EntraSelfActivate, PrincipalID: pipelineObjectID, RoleDefinitionID: entraGlobalReader,
+		DirectoryScopeID: "/", Justification: "elevate request " + strings.ToLower(pl.Request.ID) + ": approver never came",
+		Start: clock.Now().UTC(), Duration: 15 * time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("send the pending activation: %v", err)
+	}
+	if pending.Status != azure.StatusPendingApproval {
+		t.Fatalf("activation status: got %q; want %q", pending.Status, azure.StatusPendingApproval)
+	}
+
+	got = e.mainAt(t, clock, "revoke", "--plan", planFile, "--settle", "0")
+	if got.code != ExitOK {
+		t.Fatalf("revoke: exit %d; stdout %s; stderr %s", got.code, got.stdout, got.stderr)
+	}
+	after, err := graph.GetRequest(context.Background(), pending.ID)
+	if err != nil {
+		t.Fatalf("read the activation after revoke: %v", err)
+	}
+	if after.Status != azure.StatusCanceled {
+		t.Errorf("activation status after revoke: got %q; want %q", after.Status, azure.StatusCanceled)
+	}
+	var cancels []audit.Record
+	for _, r := range readAudit(t, e.audit) {
+		if r.Event == "cancel" {
+			cancels = append(cancels, r)
+		}
+	}
+	if len(cancels) != 1 || !strings.Contains(cancels[0].Detail, pending.ID) {
+		t.Errorf("cancel records: got %+v; want one naming request %s", cancels, pending.ID)
+	}
+
+	// An approver who acts now grants nothing.
+	if status, err := e.srv.ApprovePIMRequest(pending.ID); err == nil {
+		t.Errorf("approve after revoke: got status %q; want an error for a canceled request", status)
+	}
+	if entraActive(t, e, entraGlobalReader) {
+		t.Errorf("Entra role %s active after revoke and a late approval", entraGlobalReader)
 	}
 }
