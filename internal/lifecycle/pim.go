@@ -186,6 +186,9 @@ func (e *Engine) ChooseBackends(ctx context.Context, req access.Request, name st
 		}
 		elig, err := activate.pim.FindEligibility(ctx, p.Scope.String(), req.Principal.ID, RoleDefinitionID(p.Scope, p.RoleID))
 		switch {
+		case err == nil && strings.EqualFold(elig.PrincipalType, access.PrincipalGroup):
+			choices[i] = Choice{Backend: BackendRBAC, Reason: fmt.Sprintf(
+				"auto: eligible schedule %s is a group's, and a group cannot activate a PIM eligibility", elig.Name)}
 		case err == nil:
 			reason := fmt.Sprintf("auto: eligible schedule %s", elig.Name)
 			if !elig.End.IsZero() {

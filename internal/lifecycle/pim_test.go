@@ -358,6 +358,38 @@ func activateByHand(t *testing.T, pe *pimEnv, scope, role string, d time.Duratio
 	}
 }
 
+func TestPlanningCatchesUndeclaredGroup(t *testing.T) {
+	pe := startPIMEnv(t)
+	cfg := pe.pimConfig(0)
+	cfg.Planning = true
+	r := pe.newPIMRun(t, cfg)
+	req := pe.pimRequest(t, 30*time.Minute, pair(t, roleContrib, demoGroup))
+	// The group's id with the type a caller gets when it leaves out
+	// --principal-type: only the eligibility tells that it is a group.
+	req.Principal = access.Principal{ID: pimGroupOID, Type: access.PrincipalServicePrincipal}
+
+	choices, err := r.engine.ChooseBackends(context.Background(), req, lifecycle.BackendAuto)
+	if err != nil {
+		t.Fatalf("ChooseBackends(auto): %v", err)
+	}
+	if choices[0].Backend != lifecycle.BackendRBAC {
+		t.Errorf("auto for a group: got %+v; want rbac", choices[0])
+	}
+
+	checks := r.engine.PreflightBackends(context.Background(), req, []lifecycle.Choice{{Backend: lifecycle.BackendPIMActivate}}, cfg)
+	failed := lifecycle.Failed(checks)
+	if len(failed) == 0 {
+		t.Fatalf("pim-activate checks %+v; want a failure for a group", checks)
+	}
+	found := false
+	for _, c := range failed {
+		found = found || strings.Contains(c.Detail, "group")
+	}
+	if !found {
+		t.Errorf("failed checks %+v; want one that names the group", failed)
+	}
+}
+
 func TestSelfActivationRefusedForOthers(t *testing.T) {
 	tests := []struct {
 		name      string

@@ -120,6 +120,14 @@ func (e *Engine) checkEligibility(ctx context.Context, req access.Request, p acc
 	c := Check{Name: CheckPIMEligibility, Scope: p.Scope.String()}
 	elig, err := cfg.PIM.FindEligibility(ctx, c.Scope, req.Principal.ID, RoleDefinitionID(p.Scope, p.RoleID))
 	switch {
+	case err == nil && strings.EqualFold(elig.PrincipalType, access.PrincipalGroup):
+		// The request may not say that the principal is a group (a
+		// planning caller's --principal-type defaults to ServicePrincipal),
+		// but PIM's eligibility does.
+		c.Name = CheckPIMPrincipal
+		group := req
+		group.Principal.Type = access.PrincipalGroup
+		c.Detail = e.selfActivationPlanned(group, true).Error()
 	case err == nil:
 		c.OK = true
 		c.Detail = fmt.Sprintf("eligible schedule %s, until %s", elig.Name, endLabel(elig.End))
