@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/elevate-dev/elevate/internal/crashpoint"
 	"github.com/elevate-dev/elevate/internal/metrics"
 	"github.com/elevate-dev/elevate/internal/notify"
 	"github.com/elevate-dev/elevate/internal/store"
@@ -47,9 +48,13 @@ func (s *Server) observeStore(o ServerOptions) (store.Store, func(context.Contex
 	if s.obs.metrics != nil {
 		observer = s.obs.metrics
 	}
+	// The outbox times its messages with the store's clock, which the
+	// crashpoints test build may run fast, so the dispatcher must use the
+	// same clock or it never finds a message due.
+	now := crashpoint.Clock(o.Now)
 	var err error
 	s.obs.dispatcher, err = notify.NewDispatcher(notify.DispatcherOptions{Store: s.store, Config: n,
-		Getenv: o.Getenv, Now: o.Now, Logger: o.Logger, Observer: observer})
+		Getenv: o.Getenv, Now: now, Logger: o.Logger, Observer: observer})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -57,7 +62,7 @@ func (s *Server) observeStore(o ServerOptions) (store.Store, func(context.Contex
 		return st, nil, nil
 	}
 	notifier := notify.NewNotifier(notify.NotifierOptions{Store: s.store, Config: n, BaseURL: s.cfg.UI.BaseURL,
-		Describe: s.describeRows, Now: o.Now, Logger: o.Logger})
+		Describe: s.describeRows, Now: now, Logger: o.Logger})
 	return st, notifier.Notify, nil
 }
 
