@@ -467,10 +467,102 @@ func TestPlanApplyAutoAuditsReasons(t *testing.T) {
 }
 
 func TestRevokePlanCancelsPendingEntraRequest(t *testing.T) {
-	e, clock := startPIMCLIEnv(t, emulator.SeedRolePolicy{DirectoryScopeID: "/", RoleDefinitionID: entraGlobalReader, RequireApproval: true})
+	tests := []struct {
+		name string
+		// recorded writes the request's id to the audit log, as a grant
+		// record would; otherwise revoke finds it by its justification.
+		recorded bool
+	}{
+		{"found by justification", false},
+		{"named by the audit log", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e, clock := startPIMCLIEnv(t, emulator.SeedRolePolicy{DirectoryScopeID: "/", RoleDefinitionID: entraGlobalReader, RequireApproval: true})
+			planFile := filepath.Join(t.TempDir(), "plan.json")
+			got := e.mainAt(t, clock, "plan", "--backend", "entra-role", "--role", entraGlobalReader, "--pim-approval-wait", "10m",
+				"--justification", "approver never came", "--plan-file", planFile)
+			if got.code != ExitOK {
+				t.Fatalf("plan: exit %d; stderr %s", got.code, got.stderr)
+			}
+			pl, err := plan.Read(planFile)
+			if err != nil {
+				t.Fatalf("read plan: %v", err)
+			}
+
+			// The lost runner's activation, still waiting for a PIM approver.
+			// Its justification carries the request id as Elevate writes it.
+			graph := pipelineGraph(t, e)
+			pending, err := graph.Request(context.Background(), azure.DirectoryScheduleRequest{
+				Action: lifecycle.EntraSelfActivate, PrincipalID: pipelineObjectID, RoleDefinitionID: entraGlobalReader,
+				DirectoryScopeID: "/", Justification: "elevate request " + strings.ToLower(pl.Request.ID) + ": approver never came",
+				Start: clock.Now().UTC(), Duration: 15 * time.Minute,
+			})
+			if err != nil {
+				t.Fatalf("send the pending activation: %v", err)
+			}
+			if pending.Status != azure.StatusPendingApproval {
+				t.Fatalf("activation status: got %q; want %q", pending.Status, azure.StatusPendingApproval)
+			}
+			if tc.recorded {
+				recordEntraGrant(t, e.audit, pl, "/roleManagement/directory/roleAssignmentScheduleRequests/"+pending.ID)
+			}
+
+			got = e.mainAt(t, clock, "revoke", "--plan", planFile, "--settle", "0")
+			if got.code != ExitOK {
+				t.Fatalf("revoke: exit %d; stdout %s; stderr %s", got.code, got.stdout, got.stderr)
+			}
+			after, err := graph.GetRequest(context.Background(), pending.ID)
+			if err != nil {
+				t.Fatalf("read the activation after revoke: %v", err)
+			}
+			if after.Status != azure.StatusCanceled {
+				t.Errorf("activation status after revoke: got %q; want %q", after.Status, azure.StatusCanceled)
+			}
+			var cancels []audit.Record
+			for _, r := range readAudit(t, e.audit) {
+				if r.Event == "cancel" {
+					cancels = append(cancels, r)
+				}
+			}
+			if len(cancels) != 1 || !strings.Contains(cancels[0].Detail, pending.ID) {
+				t.Errorf("cancel records: got %+v; want one naming request %s", cancels, pending.ID)
+			}
+
+			// An approver who acts now grants nothing.
+			if status, err := e.srv.ApprovePIMRequest(pending.ID); err == nil {
+				t.Errorf("approve after revoke: got status %q; want an error for a canceled request", status)
+			}
+			if entraActive(t, e, entraGlobalReader) {
+				t.Errorf("Entra role %s active after revoke and a late approval", entraGlobalReader)
+			}
+		})
+	}
+}
+
+// recordEntraGrant appends to the audit log at path a grant record that
+// names the Graph request of the plan's only pair.
+func recordEntraGrant(t *testing.T, path string, pl plan.Plan, assignmentID string) {
+	t.Helper()
+	log, err := audit.Open(path)
+	if err != nil {
+		t.Fatalf("open audit log: %v", err)
+	}
+	defer log.Close()
+	p := pl.Pairs[0]
+	_, err = log.Append(audit.Record{RequestID: pl.Request.ID, Event: "grant", Principal: pipelineObjectID, Outcome: "ok",
+		Pairs: []audit.PairRecord{{RoleID: p.RoleID, Scope: p.Scope, AssignmentID: assignmentID, AssignmentName: p.AssignmentName,
+			Backend: lifecycle.BackendEntraRole}}})
+	if err != nil {
+		t.Fatalf("append grant record: %v", err)
+	}
+}
+
+func TestRevokePlanCancelsPendingActivation(t *testing.T) {
+	e, clock := startPIMCLIEnv(t, emulator.SeedRolePolicy{Scope: testStorage, RoleName: "Reader", RequireApproval: true})
 	planFile := filepath.Join(t.TempDir(), "plan.json")
-	got := e.mainAt(t, clock, "plan", "--backend", "entra-role", "--role", entraGlobalReader, "--pim-approval-wait", "10m",
-		"--justification", "approver never came", "--plan-file", planFile)
+	got := e.mainAt(t, clock, "plan", "--backend", "pim-activate", "--role", "Reader", "--scope", testStorage,
+		"--pim-approval-wait", "10m", "--justification", "approver never came", "--plan-file", planFile)
 	if got.code != ExitOK {
 		t.Fatalf("plan: exit %d; stderr %s", got.code, got.stderr)
 	}
@@ -479,13 +571,18 @@ func TestRevokePlanCancelsPendingEntraRequest(t *testing.T) {
 		t.Fatalf("read plan: %v", err)
 	}
 
-	// The lost runner's activation, still waiting for a PIM approver. Its
-	// justification carries the request id as Elevate writes it.
-	graph := pipelineGraph(t, e)
-	pending, err := graph.Request(context.Background(), azure.DirectoryScheduleRequest{
-		Action: lifecycle.EntraSelfActivate, PrincipalID: pipelineObjectID, RoleDefinitionID: entraGlobalReader,
-		DirectoryScopeID: "/", Justification: "elevate request " + strings.ToLower(pl.Request.ID) + ": approver never came",
-		Start: clock.Now().UTC(), Duration: 15 * time.Minute,
+	// The lost runner's activation, sent under the plan's request name and
+	// still waiting for a PIM approver.
+	pim := pipelinePIM(t, e)
+	ctx := context.Background()
+	elig, err := pim.FindEligibility(ctx, testStorage, pipelineObjectID, pl.Pairs[0].RoleDefinitionID)
+	if err != nil {
+		t.Fatalf("find eligibility: %v", err)
+	}
+	name := pl.Pairs[0].AssignmentName
+	pending, err := pim.Request(ctx, testStorage, name, azure.ScheduleRequest{
+		RequestType: azure.RequestSelfActivate, PrincipalID: pipelineObjectID, RoleDefinitionID: pl.Pairs[0].RoleDefinitionID,
+		LinkedEligibilityID: elig.ID, Justification: "approver never came", Start: clock.Now().UTC(), Duration: 15 * time.Minute,
 	})
 	if err != nil {
 		t.Fatalf("send the pending activation: %v", err)
@@ -498,7 +595,7 @@ func TestRevokePlanCancelsPendingEntraRequest(t *testing.T) {
 	if got.code != ExitOK {
 		t.Fatalf("revoke: exit %d; stdout %s; stderr %s", got.code, got.stdout, got.stderr)
 	}
-	after, err := graph.GetRequest(context.Background(), pending.ID)
+	after, err := pim.GetRequest(ctx, testStorage, name)
 	if err != nil {
 		t.Fatalf("read the activation after revoke: %v", err)
 	}
@@ -511,15 +608,29 @@ func TestRevokePlanCancelsPendingEntraRequest(t *testing.T) {
 			cancels = append(cancels, r)
 		}
 	}
-	if len(cancels) != 1 || !strings.Contains(cancels[0].Detail, pending.ID) {
-		t.Errorf("cancel records: got %+v; want one naming request %s", cancels, pending.ID)
+	if len(cancels) != 1 || !strings.Contains(cancels[0].Detail, name) {
+		t.Errorf("cancel records: got %+v; want one naming request %s", cancels, name)
 	}
 
 	// An approver who acts now grants nothing.
-	if status, err := e.srv.ApprovePIMRequest(pending.ID); err == nil {
+	if status, err := e.srv.ApprovePIMRequest(name); err == nil {
 		t.Errorf("approve after revoke: got status %q; want an error for a canceled request", status)
 	}
-	if entraActive(t, e, entraGlobalReader) {
-		t.Errorf("Entra role %s active after revoke and a late approval", entraGlobalReader)
+	if n := liveReaderAssignments(e); n != 0 {
+		t.Errorf("live Reader assignments after revoke and a late approval: got %d; want 0", n)
 	}
+}
+
+// pipelinePIM returns an ARM PIM client signed in as the pipeline.
+func pipelinePIM(t *testing.T, e *cliEnv) *azure.PIM {
+	t.Helper()
+	sess, err := newSession(context.Background(), Streams{Getenv: func(k string) string { return e.vars[k] }, ErrOut: io.Discard})
+	if err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	pim, err := azure.NewPIM(sess.cred, sess.env.ARMOptions(sess.client, &retryOptions))
+	if err != nil {
+		t.Fatalf("PIM client: %v", err)
+	}
+	return pim
 }

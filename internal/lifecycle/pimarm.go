@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
@@ -48,6 +49,9 @@ func (b *pimActivateBackend) Grant(ctx context.Context, req access.Request, g *G
 
 // Remove deactivates the activation, handling PIM's five minute minimum.
 func (b *pimActivateBackend) Remove(ctx context.Context, req access.Request, g *Grant) error {
+	if err := b.withdrawPending(ctx, req, g); err != nil {
+		return err
+	}
 	scope := g.Pair.Scope.String()
 	inst, err := b.pim.ActiveInstance(ctx, scope, req.Principal.ID, g.RoleDefinitionID)
 	if errors.Is(err, azure.ErrNotFound) {
@@ -80,6 +84,9 @@ func (b *pimAssignBackend) Grant(ctx context.Context, req access.Request, g *Gra
 // any assignment within five minutes of its start, as it does a
 // deactivation, so the same retry or leave-to-expire rule applies.
 func (b *pimAssignBackend) Remove(ctx context.Context, req access.Request, g *Grant) error {
+	if err := b.withdrawPending(ctx, req, g); err != nil {
+		return err
+	}
 	scope := g.Pair.Scope.String()
 	inst, err := b.pim.ActiveInstance(ctx, scope, req.Principal.ID, g.RoleDefinitionID)
 	if errors.Is(err, azure.ErrNotFound) {
@@ -198,8 +205,32 @@ func (b *pimARM) remove(ctx context.Context, req access.Request, g *Grant, reque
 	return err
 }
 
+// withdrawPending cancels the grant's own schedule request while it still
+// waits for a PIM approver, as one does whose runner died during the
+// approval wait, so that a late approval grants nothing.
+func (b *pimARM) withdrawPending(ctx context.Context, req access.Request, g *Grant) error {
+	scope := g.Pair.Scope.String()
+	r, err := b.pim.GetRequest(ctx, scope, g.AssignmentName)
+	if errors.Is(err, azure.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(awaitingApproval, r.Status) {
+		return nil
+	}
+	if err := b.pim.CancelRequest(ctx, scope, g.AssignmentName); err != nil {
+		return fmt.Errorf("cancel PIM request %s, still %s: %w; cancel it in the Azure portal before an approver grants it",
+			g.AssignmentName, r.Status, err)
+	}
+	b.e.recordGrant(ctx, req, "cancel", "ok", *g, fmt.Sprintf("canceled PIM request %s, still %s", g.AssignmentName, r.Status))
+	return nil
+}
+
 // Exists reports whether the principal still holds an active PIM
-// assignment of the role at the scope made by this grant's request.
+// assignment of the role at the scope made by this grant's request, or
+// that request still waits for an approver and so may grant it later.
 func (b *pimARM) Exists(ctx context.Context, g Grant) (bool, error) {
 	scope := g.Pair.Scope.String()
 	r, err := b.pim.GetRequest(ctx, scope, g.AssignmentName)
@@ -208,6 +239,9 @@ func (b *pimARM) Exists(ctx context.Context, g Grant) (bool, error) {
 	}
 	if err != nil {
 		return false, err
+	}
+	if slices.Contains(awaitingApproval, r.Status) {
+		return true, nil
 	}
 	if _, err := b.pim.ActiveInstance(ctx, scope, r.PrincipalID, g.RoleDefinitionID); err != nil {
 		if errors.Is(err, azure.ErrNotFound) {

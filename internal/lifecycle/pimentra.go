@@ -145,6 +145,15 @@ func (b *entraBackend) Remove(ctx context.Context, req access.Request, g *Grant)
 	if err != nil {
 		return err
 	}
+	if slices.Contains(awaitingApproval, made.Status) {
+		// A late approval must grant nothing.
+		if err := b.graph.CancelRequest(ctx, made.ID); err != nil {
+			return fmt.Errorf("cancel Entra request %s, still %s: %w; cancel it in the Entra admin center before an approver grants it",
+				made.ID, made.Status, err)
+		}
+		b.e.recordGrant(ctx, req, "cancel", "ok", *g, fmt.Sprintf("canceled Entra request %s, still %s", made.ID, made.Status))
+		return nil
+	}
 	inst, err := b.graph.ActiveInstance(ctx, made.PrincipalID, made.RoleDefinitionID, made.DirectoryScopeID)
 	if errors.Is(err, azure.ErrNotFound) {
 		return nil
@@ -173,7 +182,8 @@ func (b *entraBackend) Remove(ctx context.Context, req access.Request, g *Grant)
 }
 
 // Exists reports whether the principal still holds the Entra role at the
-// directory scope the grant's request named. A grant whose request was
+// directory scope the grant's request named, or that request still waits
+// for an approver and so may grant it later. A grant whose request was
 // never accepted has no AssignmentID and does not exist.
 func (b *entraBackend) Exists(ctx context.Context, g Grant) (bool, error) {
 	made, err := b.request(ctx, g)
@@ -182,6 +192,9 @@ func (b *entraBackend) Exists(ctx context.Context, g Grant) (bool, error) {
 	}
 	if err != nil {
 		return false, err
+	}
+	if slices.Contains(awaitingApproval, made.Status) {
+		return true, nil
 	}
 	_, err = b.graph.ActiveInstance(ctx, made.PrincipalID, made.RoleDefinitionID, made.DirectoryScopeID)
 	if errors.Is(err, azure.ErrNotFound) {
