@@ -27,6 +27,9 @@ func (a *API) createRequest(w http.ResponseWriter, r *http.Request, caller Ident
 	if len(in.IdempotencyKey) > maxIdempotencyKey {
 		return fmt.Errorf("%w: idempotency key of %d characters: use at most %d", ErrInvalid, len(in.IdempotencyKey), maxIdempotencyKey)
 	}
+	if err := checkText("idempotency key", in.IdempotencyKey, maxIdempotencyKey, false); err != nil {
+		return err
+	}
 	status := http.StatusCreated
 	if in.IdempotencyKey != "" && caller.Pipeline {
 		// A replay gets 200. Create itself checks that the body is

@@ -7,15 +7,19 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -81,6 +85,9 @@ type Config struct {
 	MaxRevokeAttempts int
 	// Notify, when set, receives every event for notifications.
 	Notify func(ctx context.Context, event string, r store.Request)
+	// Backends lists the grant backends requests may ask for, the default
+	// first. The engine must have each registered. Default [rbac].
+	Backends []string
 }
 
 // Service implements the broker's operations. Its HTTP API is in api.go.
@@ -123,6 +130,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxRevokeAttempts <= 0 {
 		cfg.MaxRevokeAttempts = 8
 	}
+	if len(cfg.Backends) == 0 {
+		cfg.Backends = []string{lifecycle.BackendRBAC}
+	}
+	for _, b := range cfg.Backends {
+		if !cfg.Engine.HasBackend(b) {
+			return nil, fmt.Errorf("broker: backend %s has no client configured", b)
+		}
+	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("replica", cfg.ReplicaID)}
 	s.quota = newQuotaCache(cfg.Engine.CountAssignments, cfg.Now, s.log)
 	return s, nil
@@ -160,6 +175,9 @@ type CreateInput struct {
 	Justification  string            `json:"justification"`
 	Ticket         string            `json:"ticket,omitempty"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
+	// Backend is rbac or pim-assign, among those the broker enables.
+	// Default: the first it enables.
+	Backend string `json:"backend,omitempty"`
 }
 
 // Create validates a request, decides it by policy and stores it. An
@@ -169,6 +187,10 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 	req, names, err := s.buildRequest(ctx, caller, in)
 	if err != nil {
 		return store.Request{}, err
+	}
+	backend := cmp.Or(in.Backend, s.cfg.Backends[0])
+	if !slices.Contains(s.cfg.Backends, backend) {
+		return store.Request{}, fmt.Errorf("%w: backend %q is not enabled on this broker: use %s", ErrInvalid, in.Backend, strings.Join(s.cfg.Backends, " or "))
 	}
 	decision := s.cfg.Policy.Decide(policyInput(caller, req, names, in.Ticket, s.cfg.Now()))
 	// A request that could not be revoked (a lock would block the delete)
@@ -189,7 +211,7 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 		Duration:       req.Duration,
 		Metadata:       metadataMap(req.Metadata),
 		Hash:           req.Hash(),
-		Backend:        lifecycle.BackendRBAC,
+		Backend:        backend,
 		Decision:       toStoreDecision(decision),
 	}
 	for _, c := range checks {
@@ -323,6 +345,9 @@ func (s *Service) Review(ctx context.Context, reviewer Identity, id, verdict, re
 	if verdict != store.VerdictApprove && verdict != store.VerdictDeny {
 		return r, fmt.Errorf("%w: verdict %q: use approve or deny", ErrInvalid, verdict)
 	}
+	if err := checkText("comment", comment, MaxCommentRunes, true); err != nil {
+		return r, err
+	}
 	if reviewer.Pipeline {
 		return r, fmt.Errorf("%w: pipelines cannot review requests", ErrForbidden)
 	}
@@ -348,6 +373,31 @@ func (s *Service) Review(ctx context.Context, reviewer Identity, id, verdict, re
 	crashpoint.Hit("broker.approval_recorded")
 	s.audit(ctx, id, verdict, reviewer.Subject, map[string]any{"comment": comment, "request_hash": requestHash})
 	return s.settle(ctx, id)
+}
+
+// MaxCommentRunes bounds a review comment in characters, the same limit as
+// the web UI's review form.
+const MaxCommentRunes = 2000
+
+// checkText rejects free text longer than maxRunes characters, or with a
+// control character, a bidirectional format character or a line or
+// paragraph separator. Such characters make text display differently from
+// what it contains, and PostgreSQL cannot store NUL in a text column. With
+// lineBreaks, tabs and line breaks (CR and LF) are allowed.
+func checkText(field, value string, maxRunes int, lineBreaks bool) error {
+	if n := utf8.RuneCountInString(value); n > maxRunes {
+		return fmt.Errorf("%w: %s of %d characters is too long: use at most %d", ErrInvalid, field, n, maxRunes)
+	}
+	for _, r := range value {
+		if lineBreaks && (r == '\n' || r == '\r' || r == '\t') {
+			continue
+		}
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) || r == '\u2028' || r == '\u2029' {
+			return fmt.Errorf("%w: %s %q contains the control character %U: send plain text without it",
+				ErrInvalid, field, value, r)
+		}
+	}
+	return nil
 }
 
 // settle applies the approvals so far to a pending request.
