@@ -31,8 +31,11 @@ const (
 	haRequestsVar = "ELEVATE_HA_REQUESTS"
 	// haKillEvery is the real time between two kills.
 	haKillEvery = 10 * time.Second
-	// haCallers is the number of concurrent pipelines.
+	// haCallers is the number of concurrent pipelines, and haRate the
+	// requests they start per second in all. At that rate 1,000 requests
+	// take about two minutes, long enough for a dozen kills.
 	haCallers = 6
+	haRate    = 8
 	// Static tokens of the second platform admin and the security
 	// reviewer, whom the Key Vault rules need besides the approver.
 	secondToken   = "second-static-token-0123456789"
@@ -42,7 +45,7 @@ const (
 
 // TestReplicasSurviveRepeatedKills is the long broker HA evidence. Three
 // `elevate serve` processes on one PostgreSQL schema receive 1,000
-// requests under four policy rules: Reader is granted at once, Contributor
+// requests, 8 per second, under four policy rules: Reader is granted at once, Contributor
 // needs one approval, Key Vault Secrets Officer two, and Key Vault
 // Administrator one from each of two groups. Every 10 s one replica,
 // in turn, gets SIGKILL and is started again at once. Leases last 10
@@ -101,10 +104,13 @@ func TestReplicasSurviveRepeatedKills(t *testing.T) {
 	runs := make([]haRequest, n)
 	var next atomic.Int64
 	var created atomic.Int64
+	pace := time.NewTicker(time.Second / haRate)
+	defer pace.Stop()
 	var wg sync.WaitGroup
 	for range haCallers {
 		wg.Go(func() {
 			for {
+				<-pace.C
 				i := int(next.Add(1)) - 1
 				if i >= n {
 					return
