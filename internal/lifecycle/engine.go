@@ -77,6 +77,12 @@ type Options struct {
 	// detached from the caller's so that a cancelled job still cleans up.
 	// Default 5m.
 	RevokeTimeout time.Duration
+	// DeferEarlyRemoval makes a PIM removal that Azure refuses within five
+	// minutes of the start (ActiveDurationTooShort) return a *RemoveLater
+	// error at once, instead of waiting in the call until it may retry or
+	// the grant ends. The broker sets it, because its sweeper schedules
+	// retries and must not hold a worker for minutes.
+	DeferEarlyRemoval bool
 }
 
 // DefaultConcurrency is the default of Options.Concurrency.

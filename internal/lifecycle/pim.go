@@ -474,6 +474,14 @@ func (e *Engine) deactivate(ctx context.Context, req access.Request, g *Grant, d
 		activated = g.GrantedAt
 	}
 	retryAt := activated.Add(azure.MinimumActiveDuration)
+	if e.opts.DeferEarlyRemoval {
+		g.EndsAt = d.inst.End
+		later := &RemoveLater{What: d.label, At: retryAt, EndsAt: d.inst.End}
+		if !d.inst.End.IsZero() && d.inst.End.Before(retryAt) {
+			later.At = d.inst.End
+		}
+		return later
+	}
 	if !d.inst.End.IsZero() && !retryAt.Before(d.inst.End) {
 		g.EndsAt = d.inst.End
 		e.recordGrant(ctx, req, "revoke_deferred", "ok", *g, fmt.Sprintf(
@@ -500,6 +508,20 @@ func (e *Engine) deactivate(ctx context.Context, req access.Request, g *Grant, d
 		return fmt.Errorf("deactivate %s after the 5 minute minimum: %w; the activation ends by itself at %s", d.label, err, endLabel(d.inst.End))
 	}
 	return nil
+}
+
+// RemoveLater is the error of a PIM removal refused within five minutes
+// of the grant's start, with DeferEarlyRemoval set: try again at At. The
+// grant ends by itself at EndsAt (zero when it has no end).
+type RemoveLater struct {
+	What   string
+	At     time.Time
+	EndsAt time.Time
+}
+
+func (r *RemoveLater) Error() string {
+	return fmt.Sprintf("PIM refused to remove %s within %s of its start (ActiveDurationTooShort): retry at %s; it ends by itself at %s",
+		r.What, azure.MinimumActiveDuration, r.At.UTC().Format(time.RFC3339), endLabel(r.EndsAt))
 }
 
 func endLabel(t time.Time) string {

@@ -122,6 +122,12 @@ func (e *Engine) backendOf(g Grant) Backend {
 	return e.Backend(g.Backend)
 }
 
+// HasBackend reports whether the backend called name is registered.
+func (e *Engine) HasBackend(name string) bool {
+	_, ok := e.backends[name]
+	return ok
+}
+
 // Backend returns the backend registered under name, or the rbac backend
 // when name is empty or unknown.
 func (e *Engine) Backend(name string) Backend {
