@@ -6,8 +6,10 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/elevate-dev/elevate/internal/brokerclient"
+	"github.com/elevate-dev/elevate/internal/store"
 )
 
 // storeKinds returns the stores a hostile-input test runs on: SQLite, and
@@ -89,5 +91,39 @@ func TestFreeTextControlCharsRejected(t *testing.T) {
 				t.Errorf("state after clean approval = %s; want active", d.Request.State)
 			}
 		})
+	}
+}
+
+func TestExtendAfterExpiryRejected(t *testing.T) {
+	h := newAPIHarness(t, APIOptions{}, false)
+	d := h.create(t, vaultRequest("extend-late"))
+	path := "/v1/requests/" + d.Request.ID + "/extend"
+
+	// The 10-minute grant has expired and no sweep has run yet. The rule
+	// allows 15 minutes, but an extension must come before the expiry.
+	h.clock.Advance(11 * time.Minute)
+	a := h.call(t, "POST", path, h.pipelineToken(t, nil), brokerclient.ExtendInput{Duration: "15m"}, nil)
+	if a.status != http.StatusConflict {
+		t.Fatalf("extend after expiry: status = %d; want 409; body %.300s", a.status, a.body)
+	}
+	var e brokerclient.ErrorBody
+	a.decode(t, &e)
+	if !strings.Contains(e.Error.Message, "expired") {
+		t.Errorf("message %q does not say the request expired", e.Error.Message)
+	}
+
+	h.svc.SweepOnce(t.Context())
+	if n := h.liveAssignments(); n != 0 {
+		t.Errorf("assignments after the sweep = %d; want 0", n)
+	}
+	got, err := h.store.GetRequest(t.Context(), d.Request.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.RequestRevoked {
+		t.Errorf("state after the sweep = %s; want revoked", got.State)
+	}
+	if _, err := store.VerifyStoredAudit(t.Context(), h.store); err != nil {
+		t.Errorf("audit chain: %v", err)
 	}
 }

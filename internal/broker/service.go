@@ -677,7 +677,7 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 	if err != nil {
 		return store.Request{}, err
 	}
-	pending := ""
+	pending, deferred := "", false
 	for _, l := range leases {
 		if l.State == store.LeaseActive {
 			return s.cfg.Store.GetRequest(ctx, id) // still held
@@ -686,8 +686,13 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 		if err != nil {
 			return store.Request{}, err
 		}
-		if g.State == store.GrantRevokeFailed || g.State == store.GrantRevoking {
+		switch g.State {
+		case store.GrantRevokeFailed:
 			pending = g.AssignmentName
+		case store.GrantRevoking:
+			// A scheduled PIM retry, or a revoke in flight elsewhere: the
+			// request stays revoking until that attempt ends.
+			deferred = true
 		}
 	}
 	r, err := s.cfg.Store.GetRequest(ctx, id)
@@ -698,6 +703,9 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 		if r, err = s.transition(ctx, id, []store.RequestState{store.RequestActive}, store.RequestRevoking, store.RequestUpdate{}); err != nil {
 			return r, err
 		}
+	}
+	if pending == "" && deferred {
+		return r, nil
 	}
 	if pending != "" {
 		if r.State == store.RequestRevokeFailed {
@@ -742,7 +750,7 @@ func (s *Service) Extend(ctx context.Context, caller Identity, id string, total 
 	}
 	extended, err := s.cfg.Store.ExtendRequest(ctx, id, r.GrantedAt.Add(total))
 	if err != nil {
-		return extended, fmt.Errorf("extend request %s: %w", id, err)
+		return extended, err // the store's error names the request
 	}
 	s.audit(ctx, id, "extend", caller.Subject, map[string]any{"duration": total.String(), "expires_at": extended.ExpiresAt})
 	s.log.InfoContext(ctx, "request extended", "request_id", id, "expires_at", extended.ExpiresAt)

@@ -53,8 +53,9 @@ type Store interface {
 	TransitionRequest(ctx context.Context, id string, from []RequestState, to RequestState, u RequestUpdate) (Request, error)
 
 	// ExtendRequest moves the expiry of an active request and its active
-	// leases later, in one transaction; ErrConflict when the request is not
-	// active or the new expiry is not later than the current one.
+	// leases later, in one transaction. It returns ErrConflict when the
+	// request is not active, has expired, has a lease a sweeper claimed, or
+	// the new expiry is not later than the current one.
 	ExtendRequest(ctx context.Context, id string, expiresAt time.Time) (Request, error)
 
 	// AddApproval records one reviewer's verdict on a pending request. It

@@ -104,6 +104,7 @@ func Run(t *testing.T, b Backend) {
 		{"release of intent grant revokes", testReleaseIntentGrant},
 		{"mark grant transitions and conflicts", testMarkGrant},
 		{"extend moves request and leases", testExtendRequest},
+		{"extend after expiry rejected", testExtendAfterExpiry},
 		{"concurrent transition has one winner", testConcurrentTransition},
 		{"concurrent acquire creates one grant", testConcurrentAcquire},
 		{"concurrent release revokes once", testConcurrentRelease},
