@@ -9,6 +9,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
+	"github.com/elevate-dev/elevate/internal/emulator"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 )
 
@@ -615,5 +616,61 @@ func TestFindEntraGrantsByMarker(t *testing.T) {
 	}
 	if !pe.entraActive(t, pipelineOID, entraGlobalReader) {
 		t.Errorf("Global Reader of the other request removed; want it left alone")
+	}
+}
+
+func TestPIMRevokeFailureNamesFix(t *testing.T) {
+	instances := emulator.FaultRule{Method: "GET", Path: "roleAssignmentScheduleInstances", Status: 500}
+	tests := []struct {
+		name        string
+		backend     string
+		role, scope string
+		atGrant     bool // the fault starts before the grant, not during the action
+		fix         string
+	}{
+		{"activate", lifecycle.BackendPIMActivate, roleReader, vaultScope, false, "Privileged Identity Management in the Azure portal"},
+		{"activate unread at grant", lifecycle.BackendPIMActivate, roleReader, vaultScope, true, "Privileged Identity Management in the Azure portal"},
+		{"assign", lifecycle.BackendPIMAssign, roleReader, storageScope, false, "Privileged Identity Management in the Azure portal"},
+		{"entra", lifecycle.BackendEntraRole, entraGlobalReader, tenantRoot, false, "Microsoft Entra admin center"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := startPIMEnv(t)
+			r := pe.newPIMRun(t, pe.pimConfig(0))
+			req := pe.pimRequest(t, 10*time.Minute, pair(t, tc.role, tc.scope))
+			routed(t, r, req, tc.backend)
+			if tc.atGrant {
+				pe.setFaults(t, instances)
+			}
+			action := funcAction{name: "break reads", run: func(context.Context) (lifecycle.ActionResult, error) {
+				pe.setFaults(t, instances)
+				return lifecycle.ActionResult{}, nil
+			}}
+			res, err := r.engine.Run(context.Background(), req, r.roles(t, req.Pairs), action, nil)
+			pe.setFaults(t)
+
+			var rerr *lifecycle.RevokeError
+			if !errors.As(err, &rerr) {
+				t.Fatalf("Run: got %v; want a RevokeError", err)
+			}
+			msg := rerr.Error()
+			if strings.Contains(msg, "az role assignment delete") {
+				t.Errorf("revoke error %q: want no az role assignment delete hint for %s", msg, tc.backend)
+			}
+			if !strings.Contains(msg, tc.fix) {
+				t.Errorf("revoke error %q: want it to contain %q", msg, tc.fix)
+			}
+			end := pimBase.Add(10 * time.Minute).Format(time.RFC3339)
+			if !strings.Contains(msg, "ends by itself at "+end) {
+				t.Errorf("revoke error %q: want the end time %s", msg, end)
+			}
+			g := res.Grants[0]
+			if !g.Created {
+				t.Errorf("grant created: got false; want true, as PIM provisioned the request")
+			}
+			if !g.EndsAt.Equal(pimBase.Add(10 * time.Minute)) {
+				t.Errorf("grant EndsAt: got %s; want %s", g.EndsAt, end)
+			}
+		})
 	}
 }

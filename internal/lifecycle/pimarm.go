@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/azure"
@@ -150,12 +151,27 @@ func (b *pimARM) request(ctx context.Context, req access.Request, g *Grant, sr a
 		// Granted means the schedule starts later; it has no instance yet.
 		g.EndsAt = sr.End
 	default:
+		// PIM granted the request, so the grant exists and ends at the
+		// latest when the request asked it to.
+		g.Created, g.GrantedAt, g.EndsAt = true, e.clock.Now(), requestedEnd(sr)
 		return fmt.Errorf("%w: read the active assignment %s made: %w", ErrGrant, label, err)
 	}
 	g.Created = true
 	g.GrantedAt = e.clock.Now()
 	log.InfoContext(ctx, "PIM assignment active", "status", status, "assignment_id", g.AssignmentID, "ends_at", g.EndsAt)
 	return nil
+}
+
+// requestedEnd returns when the schedule of sr ends: its End, else its
+// Start plus Duration, else zero for no expiration.
+func requestedEnd(sr azure.ScheduleRequest) time.Time {
+	switch {
+	case !sr.End.IsZero():
+		return sr.End
+	case sr.Duration > 0:
+		return sr.Start.Add(sr.Duration)
+	}
+	return time.Time{}
 }
 
 // adopt takes over an active assignment of the role that already exists,

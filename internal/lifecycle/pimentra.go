@@ -85,6 +85,9 @@ func (b *entraBackend) Grant(ctx context.Context, req access.Request, g *Grant) 
 	case errors.Is(err, azure.ErrNotFound) && status == azure.StatusGranted:
 		g.EndsAt = start.Add(req.Duration)
 	default:
+		// PIM granted the request, so the grant exists and ends at the
+		// latest when the request asked it to.
+		g.Created, g.GrantedAt, g.EndsAt = true, e.clock.Now(), start.Add(req.Duration)
 		return fmt.Errorf("%w: read the active assignment %s made: %w", ErrGrant, label, err)
 	}
 	g.Created = true

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -24,10 +25,28 @@ type RevokeError struct {
 func (e *RevokeError) Error() string {
 	parts := make([]string, len(e.Failed))
 	for i, g := range e.Failed {
-		parts[i] = fmt.Sprintf("%s (%s): %s", assignmentPath(g), g.RoleName, g.RevokeError)
+		parts[i] = fmt.Sprintf("%s (%s): %s; to end it, %s", assignmentPath(g), g.RoleName, g.RevokeError, manualFix(g))
 	}
-	return fmt.Sprintf("revoke failed for %d assignment(s), remove by hand with `az role assignment delete --ids ID`: %s",
-		len(e.Failed), strings.Join(parts, "; "))
+	return fmt.Sprintf("revoke failed for %d grant(s), which may still grant access: %s", len(e.Failed), strings.Join(parts, "; "))
+}
+
+// manualFix says how a person ends g, which depends on its backend
+// because PIM manages the role assignments it makes, and when Azure ends
+// g by itself.
+func manualFix(g Grant) string {
+	var fix string
+	switch g.Backend {
+	case BackendPIMActivate, BackendPIMAssign:
+		fix = "deactivate or remove it in Privileged Identity Management in the Azure portal"
+	case BackendEntraRole:
+		fix = "deactivate or remove it in Privileged Identity Management in the Microsoft Entra admin center"
+	default:
+		fix = "remove it with `az role assignment delete --ids " + assignmentPath(g) + "`"
+	}
+	if !g.EndsAt.IsZero() {
+		fix += ", or wait: it ends by itself at " + g.EndsAt.UTC().Format(time.RFC3339)
+	}
+	return fix
 }
 
 func assignmentPath(g Grant) string {
