@@ -30,7 +30,7 @@ func (e *RevokeError) Error() string {
 	return fmt.Sprintf("revoke failed for %d grant(s), which may still grant access: %s", len(e.Failed), strings.Join(parts, "; "))
 }
 
-// manualFix says how a person ends g, which depends on its backend
+// manualFix returns how a person ends g, which depends on its backend
 // because PIM manages the role assignments it makes, and when Azure ends
 // g by itself.
 func manualFix(g Grant) string {
