@@ -677,7 +677,7 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 	if err != nil {
 		return store.Request{}, err
 	}
-	pending, deferred := "", false
+	pending := ""
 	for _, l := range leases {
 		if l.State == store.LeaseActive {
 			return s.cfg.Store.GetRequest(ctx, id) // still held
@@ -686,13 +686,8 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 		if err != nil {
 			return store.Request{}, err
 		}
-		switch g.State {
-		case store.GrantRevokeFailed:
+		if g.State == store.GrantRevokeFailed || g.State == store.GrantRevoking {
 			pending = g.AssignmentName
-		case store.GrantRevoking:
-			// A scheduled PIM retry, or a revoke in flight elsewhere: the
-			// request stays revoking until that attempt ends.
-			deferred = true
 		}
 	}
 	r, err := s.cfg.Store.GetRequest(ctx, id)
@@ -703,9 +698,6 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 		if r, err = s.transition(ctx, id, []store.RequestState{store.RequestActive}, store.RequestRevoking, store.RequestUpdate{}); err != nil {
 			return r, err
 		}
-	}
-	if pending == "" && deferred {
-		return r, nil
 	}
 	if pending != "" {
 		if r.State == store.RequestRevokeFailed {
