@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/metrics"
 	"github.com/elevate-dev/elevate/internal/notify"
 )
@@ -61,6 +63,10 @@ type ServerConfig struct {
 	ApprovalTimeout time.Duration `yaml:"approval_timeout"`
 	// MaxDuration caps every request, whatever the policy allows. Default 8h.
 	MaxDuration time.Duration `yaml:"max_duration"`
+	// Backends lists the grant backends a request may ask for: rbac (a
+	// temporary role assignment) and pim-assign (a PIM assignment that
+	// Azure ends by itself). The first is the default. Default [rbac].
+	Backends []string `yaml:"backends"`
 	// ShutdownTimeout bounds the wait for in-flight calls at shutdown.
 	// Default 30s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
@@ -283,6 +289,12 @@ func (c *ServerConfig) CheckAndSetDefaults() error {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
+	if err := checkBackends(c.Backends); err != nil {
+		return err
+	}
+	if len(c.Backends) == 0 {
+		c.Backends = []string{lifecycle.BackendRBAC}
+	}
 	if c.SweepInterval != 0 && c.SweepInterval < 10*time.Millisecond {
 		return fmt.Errorf("invalid sweep_interval %s: use at least 10ms", c.SweepInterval)
 	}
@@ -437,4 +449,23 @@ func prefix(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// BrokerBackends are the grant backends the broker can use. pim-activate
+// and entra-role are left out: a self-activation must come from the
+// principal itself, and the broker grants other principals.
+var BrokerBackends = []string{lifecycle.BackendRBAC, lifecycle.BackendPIMAssign}
+
+func checkBackends(names []string) error {
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !slices.Contains(BrokerBackends, n) {
+			return fmt.Errorf("invalid backends entry %q: use %s", n, strings.Join(BrokerBackends, " or "))
+		}
+		if seen[n] {
+			return fmt.Errorf("invalid backends: %q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
 }

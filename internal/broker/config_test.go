@@ -38,6 +38,7 @@ func TestConfigDefaults(t *testing.T) {
 		{"shutdown", cfg.ShutdownTimeout, DefaultShutdownTimeout},
 		{"rate", cfg.RateLimit.PerSecond, float64(DefaultRatePerSecond)},
 		{"burst", cfg.RateLimit.Burst, DefaultRateBurst},
+		{"backends", strings.Join(cfg.Backends, ","), "rbac"},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -81,6 +82,8 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{"oidc without audience", base + "approver_auth: {oidc: {issuer: https://login.example}}\n", "missing approver_auth.oidc.audience"},
 		{"negative duration", base + "approval_timeout: -1h\n", "invalid approval_timeout"},
 		{"tiny sweep", base + "sweep_interval: 1ms\n", "invalid sweep_interval"},
+		{"self-activation backend", base + "backends: [rbac, pim-activate]\n", `invalid backends entry "pim-activate": use rbac or pim-assign`},
+		{"backend twice", base + "backends: [rbac, rbac]\n", `"rbac" is listed twice`},
 		// The YAML decoder names the line, not the field.
 		{"duration not parsed", base + "max_duration: soon\n", "line 4: cannot unmarshal !!str `soon` into time.Duration"},
 	}

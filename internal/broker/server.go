@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +125,7 @@ func NewServer(ctx context.Context, cfg ServerConfig, o ServerOptions) (*Server,
 	}
 	s.svc, err = New(Config{Store: svcStore, Policy: pol, Engine: engine, ReplicaID: cfg.ReplicaID, Now: o.Now,
 		Logger: o.Logger, MaxDuration: cfg.MaxDuration, ApprovalTimeout: cfg.ApprovalTimeout,
-		SweepInterval: cfg.SweepInterval, Notify: notifyHook})
+		SweepInterval: cfg.SweepInterval, Notify: notifyHook, Backends: cfg.Backends})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +202,20 @@ func (s *Server) connectAzure(ctx context.Context, o ServerOptions) (*lifecycle.
 		return nil, nil, fmt.Errorf("sign in to %s with the %s credential: %w", env.AuthorityHost, kind, err)
 	}
 	s.log.Info("signed in to Azure", "credential", kind, "object_id", caller.ObjectID, "tenant_id", caller.TenantID)
-	engine := lifecycle.New(lifecycle.Config{ARM: rbac, CallerID: caller.ObjectID, Logger: s.log, Options: o.EngineOptions})
+	// The sweeper schedules a PIM removal refused in the first five
+	// minutes, rather than wait for it in a worker.
+	engineOptions := o.EngineOptions
+	engineOptions.DeferEarlyRemoval = true
+	engine := lifecycle.New(lifecycle.Config{ARM: rbac, CallerID: caller.ObjectID, Logger: s.log, Options: engineOptions})
+	if slices.Contains(s.cfg.Backends, lifecycle.BackendPIMAssign) {
+		pim, err := azure.NewPIM(cred, env.ARMOptions(client, &azureRetry))
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := engine.AddPIM(lifecycle.PIMConfig{PIM: pim}); err != nil {
+			return nil, nil, err
+		}
+	}
 	return engine, client, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/crashpoint"
+	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/store"
 )
 
@@ -127,6 +128,20 @@ func (s *Service) revokeGrant(ctx context.Context, g store.Grant) {
 		}
 		log.InfoContext(ctx, "grant revoked and verified")
 		s.audit(ctx, g.RequestID, "revoke", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID, "assignment": g.AssignmentName})
+		return
+	}
+	var later *lifecycle.RemoveLater
+	if errors.As(err, &later) {
+		// Not a failure: PIM removes nothing in the first five minutes.
+		// The grant stays revoking until the retry, or until PIM ends it.
+		msg := err.Error()
+		log.InfoContext(ctx, "PIM removal deferred", "retry_at", later.At, "ends_at", later.EndsAt)
+		s.audit(ctx, g.RequestID, "revoke_deferred", s.cfg.ReplicaID, map[string]any{"grant_id": g.ID,
+			"assignment": g.AssignmentName, "retry_at": later.At, "ends_at": later.EndsAt})
+		if _, err := s.cfg.Store.MarkGrant(ctx, g.ID, from, store.GrantRevoking,
+			store.GrantUpdate{LastError: &msg, NextAttemptAt: later.At.Add(time.Second)}); err != nil && !errors.Is(err, store.ErrConflict) {
+			log.ErrorContext(ctx, "record deferred removal failed", "error", err)
+		}
 		return
 	}
 	msg := err.Error()

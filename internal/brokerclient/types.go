@@ -20,6 +20,7 @@ type CreateInput struct {
 	Justification  string            `json:"justification"`
 	Ticket         string            `json:"ticket,omitempty"`
 	Metadata       map[string]string `json:"metadata,omitempty"`
+	Backend        string            `json:"backend,omitempty"`
 }
 
 // Request states, as the store names them.

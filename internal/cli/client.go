@@ -139,6 +139,7 @@ type brokerRequestOptions struct {
 	Duration       time.Duration
 	Justification  string
 	Ticket         string
+	Backend        string
 	PullRequest    string
 	IdempotencyKey string
 	Wait           bool
@@ -174,6 +175,7 @@ active (exit 0), denied (exit 3), or expired, cancelled or failed (exit 1).`,
 	fs.DurationVar(&o.Duration, "duration", 15*time.Minute, "how long the grant may last, 5m to 8h")
 	fs.StringVar(&o.Justification, "justification", "", "why the privilege is needed (required)")
 	fs.StringVar(&o.Ticket, "ticket", "", "change or incident ticket id")
+	fs.StringVar(&o.Backend, "backend", "", "grant backend, among those the broker enables: rbac or pim-assign (default: the broker's first)")
 	fs.StringVar(&o.PullRequest, "pr", "", "pull request number (default: from GITHUB_REF)")
 	fs.StringVar(&o.IdempotencyKey, "idempotency-key", "", "key that makes a retried command return the first request (default in GitHub Actions: run, attempt, job and the request's fields)")
 	fs.BoolVar(&o.Wait, "wait", false, "poll until the request is active, denied or ended")
@@ -201,7 +203,7 @@ func (o *brokerRequestOptions) input(streams Streams) (brokerclient.CreateInput,
 	in = brokerclient.CreateInput{
 		Roles: o.Roles, Scopes: o.Scopes, Pairing: o.Pairing, PrincipalID: o.PrincipalID,
 		PrincipalType: o.PrincipalType, Duration: o.Duration.String(), Justification: o.Justification,
-		Ticket: o.Ticket, IdempotencyKey: o.IdempotencyKey,
+		Ticket: o.Ticket, IdempotencyKey: o.IdempotencyKey, Backend: o.Backend,
 	}
 	// The broker takes repository, ref, run and actor from the verified
 	// token; only what the token lacks is sent.
