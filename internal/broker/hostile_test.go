@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -125,5 +126,55 @@ func TestExtendAfterExpiryRejected(t *testing.T) {
 	}
 	if _, err := store.VerifyStoredAudit(t.Context(), h.store); err != nil {
 		t.Errorf("audit chain: %v", err)
+	}
+}
+
+func TestRequestPairsBounded(t *testing.T) {
+	h := newAPIHarness(t, APIOptions{}, false)
+	tok := h.pipelineToken(t, nil)
+	scopes := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s/providers/Microsoft.Storage/storageAccounts/st%03d", rg, i)
+		}
+		return out
+	}
+	roles := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("0f1e2d3c-4b5a-4968-8776-6554433221%02d", i)
+		}
+		return out
+	}
+	cases := []struct {
+		name    string
+		roles   []string
+		scopes  []string
+		pairing string
+		status  int
+		message string
+	}{
+		{"scopes over maximum", []string{"Reader"}, scopes(MaxRequestPairs + 1), "", 400, "101 scopes"},
+		{"roles over maximum", roles(MaxRequestPairs + 1), []string{rg}, "", 400, "101 roles"},
+		{"product over maximum", roles(11), scopes(10), "product", 400, "110 pairs"},
+		{"maximum accepted", []string{"Reader"}, scopes(MaxRequestPairs), "", 201, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			in := readerRequest("")
+			in.Roles, in.Scopes, in.Pairing = tc.roles, tc.scopes, tc.pairing
+			a := h.call(t, "POST", "/v1/requests", tok, in, nil)
+			if a.status != tc.status {
+				t.Fatalf("status = %d; want %d; body %.300s", a.status, tc.status, a.body)
+			}
+			if tc.message == "" {
+				return
+			}
+			var e brokerclient.ErrorBody
+			a.decode(t, &e)
+			if !strings.Contains(e.Error.Message, tc.message) {
+				t.Errorf("message %q does not contain %q", e.Error.Message, tc.message)
+			}
+		})
 	}
 }

@@ -271,6 +271,13 @@ func (s *Service) applyDecision(ctx context.Context, r store.Request) (store.Req
 	return r, nil
 }
 
+// MaxRequestPairs bounds the pairs of one broker request, and the roles
+// and scopes it lists. Every pair becomes a role assignment, and a
+// subscription holds at most 4,000 of them.
+// NOTE: 100 is a judgment, large enough for a deployment's roles and small
+// enough that one call cannot make thousands of ARM calls.
+const MaxRequestPairs = 100
+
 // buildRequest validates the input the same way the CLI does and resolves
 // role names.
 func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateInput) (access.Request, map[string]string, error) {
@@ -281,6 +288,12 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 	d, err := time.ParseDuration(in.Duration)
 	if err != nil {
 		return req, nil, fmt.Errorf("%w: invalid duration %q: use a Go duration such as 15m", ErrInvalid, in.Duration)
+	}
+	// Bound the lists before any ARM lookup: each role name and each
+	// scope costs an ARM call here and in the pre-flight check.
+	if len(in.Roles) > MaxRequestPairs || len(in.Scopes) > MaxRequestPairs {
+		return req, nil, fmt.Errorf("%w: %d roles and %d scopes: send at most %d of each, and split larger requests",
+			ErrInvalid, len(in.Roles), len(in.Scopes), MaxRequestPairs)
 	}
 	var refs []access.RoleRef
 	for _, r := range in.Roles {
@@ -314,6 +327,10 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 	pairs, err := access.BuildPairs(guids, scopes, access.Pairing(in.Pairing))
 	if err != nil {
 		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(pairs) > MaxRequestPairs {
+		return req, nil, fmt.Errorf("%w: %d pairs from pairing %q: send at most %d, and split larger requests",
+			ErrInvalid, len(pairs), in.Pairing, MaxRequestPairs)
 	}
 	ptype := in.PrincipalType
 	if ptype == "" {
