@@ -687,14 +687,33 @@ func (s *Service) end(ctx context.Context, caller Identity, r store.Request, why
 	return s.finishRequest(ctx, r.ID)
 }
 
+// finishAttempts bounds the tries of finishRequest when another caller
+// moves the same request on between its read and its write.
+const finishAttempts = 3
+
 // finishRequest moves an active request whose leases all ended to revoked,
-// or to revoke_failed while one of its grants has not gone away yet.
+// or to revoke_failed while one of its grants has not gone away yet. Two
+// callers ending one request (a cancel and a sweep, say) may each see the
+// other's half of the work; a lost transition reads the request again
+// rather than leave it unfinished.
 func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, error) {
+	var r store.Request
+	var err error
+	for range finishAttempts {
+		r, err = s.finishRequestOnce(ctx, id)
+		if !errors.Is(err, store.ErrConflict) {
+			return r, err
+		}
+	}
+	return r, err
+}
+
+func (s *Service) finishRequestOnce(ctx context.Context, id string) (store.Request, error) {
 	leases, err := s.cfg.Store.ListLeases(ctx, store.LeaseFilter{RequestID: id})
 	if err != nil {
 		return store.Request{}, err
 	}
-	pending := ""
+	pending, deferred := "", false
 	for _, l := range leases {
 		if l.State == store.LeaseActive {
 			return s.cfg.Store.GetRequest(ctx, id) // still held
@@ -703,18 +722,26 @@ func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, 
 		if err != nil {
 			return store.Request{}, err
 		}
-		if g.State == store.GrantRevokeFailed || g.State == store.GrantRevoking {
+		switch g.State {
+		case store.GrantRevokeFailed:
 			pending = g.AssignmentName
+		case store.GrantRevoking:
+			// A scheduled PIM retry, or a revoke in flight elsewhere: the
+			// request stays revoking until that attempt ends.
+			deferred = true
 		}
 	}
 	r, err := s.cfg.Store.GetRequest(ctx, id)
-	if err != nil {
-		return r, err
+	if err != nil || r.State.Terminal() {
+		return r, err // finished by another caller
 	}
 	if r.State == store.RequestActive {
 		if r, err = s.transition(ctx, id, []store.RequestState{store.RequestActive}, store.RequestRevoking, store.RequestUpdate{}); err != nil {
 			return r, err
 		}
+	}
+	if pending == "" && deferred {
+		return r, nil
 	}
 	if pending != "" {
 		if r.State == store.RequestRevokeFailed {
