@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/access"
@@ -41,6 +43,9 @@ type APIOptions struct {
 	// address may make before it gets 429; it regains one every 5 s.
 	// Default 20.
 	AuthFailureBurst int
+	// TrustedProxies are the CIDR ranges whose X-Forwarded-For header names
+	// the client address that failed sign-ins count against.
+	TrustedProxies []string
 }
 
 // API is the broker's HTTP JSON interface under /v1, with /healthz and
@@ -54,6 +59,7 @@ type API struct {
 	callers  *rateLimiter
 	failures *rateLimiter
 	tables   tableCache
+	proxies  []netip.Prefix
 }
 
 // NewAPI returns the API of svc, authenticating callers with auth.
@@ -76,12 +82,23 @@ func NewAPI(svc *Service, auth *Authenticator, o APIOptions) *API {
 	if o.AuthFailureBurst <= 0 {
 		o.AuthFailureBurst = 20
 	}
-	return &API{
+	a := &API{
 		svc: svc, auth: auth, log: o.Logger, now: o.Now, ready: o.Ready,
 		callers:  newRateLimiter(o.RatePerSecond, o.RateBurst, o.Now),
 		failures: newRateLimiter(0.2, o.AuthFailureBurst, o.Now),
 		tables:   tableCache{tables: map[string]renderedTable{}},
 	}
+	for _, c := range o.TrustedProxies {
+		// The configuration checked every entry; a bad one here is skipped
+		// and logged, so it trusts less, never more.
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			a.log.Error("ignoring an invalid trusted proxy range", "range", c, "error", err)
+			continue
+		}
+		a.proxies = append(a.proxies, p.Masked())
+	}
+	return a
 }
 
 // handler is one API route. It writes its response on success and returns
@@ -168,10 +185,7 @@ func (a *API) wrap(route string, h handler) http.Handler {
 // exhausted its bucket gets 429 before its token is even looked at, so
 // static tokens cannot be guessed at speed.
 func (a *API) authenticate(r *http.Request) (Identity, error) {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
+	host := a.clientAddr(r)
 	if !a.failures.available("addr:" + host) {
 		return Identity{}, fmt.Errorf("%w: too many failed authentications from %s", errRateLimited, host)
 	}
@@ -180,6 +194,48 @@ func (a *API) authenticate(r *http.Request) (Identity, error) {
 		a.failures.allow("addr:" + host)
 	}
 	return id, err
+}
+
+// clientAddr returns the address a call's failed sign-ins count against:
+// the peer, or, when the peer is a trusted proxy, the last address in
+// X-Forwarded-For that is not one. Addresses a client wrote into the
+// header itself come before its proxies' and are never used.
+func (a *API) clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !a.trusted(host) {
+		return host
+	}
+	var hops []string
+	for _, h := range r.Header.Values("X-Forwarded-For") {
+		hops = append(hops, strings.Split(h, ",")...)
+	}
+	for i := len(hops) - 1; i >= 0; i-- {
+		hop := strings.TrimSpace(hops[i])
+		if _, err := netip.ParseAddr(hop); err != nil {
+			break // not an address: stop at what cannot be trusted
+		}
+		if !a.trusted(hop) {
+			return hop
+		}
+		host = hop
+	}
+	return host
+}
+
+func (a *API) trusted(addr string) bool {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	for _, p := range a.proxies {
+		if p.Contains(ip.Unmap()) {
+			return true
+		}
+	}
+	return false
 }
 
 // probe serves an unauthenticated health route.

@@ -92,9 +92,10 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 // with the static tokens. Failures wrap ErrUnauthenticated, except an
 // outage of an issuer's key endpoint, which wraps oidc.ErrKeyFetch.
 func (a *Authenticator) Authenticate(ctx context.Context, header string) (Identity, error) {
-	raw, ok := strings.CutPrefix(header, "Bearer ")
+	// The scheme name is case-insensitive (RFC 9110, section 11.1).
+	scheme, raw, _ := strings.Cut(strings.TrimSpace(header), " ")
 	raw = strings.TrimSpace(raw)
-	if !ok || raw == "" {
+	if !strings.EqualFold(scheme, "Bearer") || raw == "" {
 		return Identity{}, fmt.Errorf("%w: missing bearer token", ErrUnauthenticated)
 	}
 	if strings.Count(raw, ".") != 2 {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -204,6 +205,12 @@ type RateLimitConfig struct {
 	PerSecond float64 `yaml:"per_second"`
 	// Burst is the bucket size. Default 40.
 	Burst int `yaml:"burst"`
+	// TrustedProxies lists the CIDR ranges of load balancers in front of
+	// the broker. A call from one of them is counted against the client
+	// address it appends to X-Forwarded-For, so failed sign-ins from one
+	// client do not lock out every caller behind the same proxy. Default
+	// none: the header is ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // LoadServerConfig reads and checks a configuration file. getenv supplies
@@ -440,6 +447,11 @@ func (r *RateLimitConfig) check() error {
 	}
 	if r.Burst == 0 {
 		r.Burst = DefaultRateBurst
+	}
+	for _, c := range r.TrustedProxies {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			return fmt.Errorf("invalid rate_limit.trusted_proxies entry %q: use a CIDR range such as 10.0.0.0/8", c)
+		}
 	}
 	return nil
 }

@@ -83,6 +83,7 @@ func TestConfigErrorsNameField(t *testing.T) {
 		{"negative duration", base + "approval_timeout: -1h\n", "invalid approval_timeout"},
 		{"tiny sweep", base + "sweep_interval: 1ms\n", "invalid sweep_interval"},
 		{"self-activation backend", base + "backends: [rbac, pim-activate]\n", `invalid backends entry "pim-activate": use rbac or pim-assign`},
+		{"proxy not a range", base + "rate_limit: {trusted_proxies: [lb.internal]}\n", `invalid rate_limit.trusted_proxies entry "lb.internal"`},
 		{"backend twice", base + "backends: [rbac, rbac]\n", `"rbac" is listed twice`},
 		// The YAML decoder names the line, not the field.
 		{"duration not parsed", base + "max_duration: soon\n", "line 4: cannot unmarshal !!str `soon` into time.Duration"},

@@ -137,7 +137,7 @@ func NewServer(ctx context.Context, cfg ServerConfig, o ServerOptions) (*Server,
 		o.Logger.Warn("no approver_auth configured: only pipelines can call the broker, and requests that need approval expire")
 	}
 	s.api = NewAPI(s.svc, auth, APIOptions{Logger: o.Logger, Now: o.Now, Ready: s.ready.Load,
-		RatePerSecond: cfg.RateLimit.PerSecond, RateBurst: cfg.RateLimit.Burst})
+		RatePerSecond: cfg.RateLimit.PerSecond, RateBurst: cfg.RateLimit.Burst, TrustedProxies: cfg.RateLimit.TrustedProxies})
 	if err := s.listen(o.Listener); err != nil {
 		return nil, err
 	}
