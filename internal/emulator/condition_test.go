@@ -19,7 +19,6 @@ import (
 const (
 	attrRequestRole      = "@Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId]"
 	attrRequestPrincipal = "@Request[Microsoft.Authorization/roleAssignments:PrincipalId]"
-	attrRequestType      = "@Request[Microsoft.Authorization/roleAssignments:PrincipalType]"
 	attrResourceRole     = "@Resource[Microsoft.Authorization/roleAssignments:RoleDefinitionId]"
 	attrResourcePrinc    = "@Resource[Microsoft.Authorization/roleAssignments:PrincipalId]"
 	notWrite             = "!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})"
@@ -43,160 +42,6 @@ func unconditionedDemoSeed() Seed {
 		seed.RoleAssignments[i].ConditionVersion = ""
 	}
 	return seed
-}
-
-func TestParseConditionValid(t *testing.T) {
-	tests := []struct {
-		name string
-		text string
-	}{
-		{"demo delegation", demoDelegation},
-		{"docs constrain roles multiline", `(
- (
-  !(ActionMatches{'Microsoft.Authorization/roleAssignments/write'})
- )
- OR
- (
-  @Request[Microsoft.Authorization/roleAssignments:RoleDefinitionId] ForAnyOfAnyValues:GuidEquals {5e467623-bb1f-42f4-a55d-6e525e11384b, a795c7a0-d4a2-40c1-ae25-d81f01202912}
- )
-)`},
-		{"principal type set", "((" + notWrite + ") OR (" + attrRequestType + " ForAnyOfAnyValues:StringEqualsIgnoreCase {'User', 'Group'}))"},
-		{"exclude roles", "((" + notWrite + ") OR (" + attrRequestRole + " ForAnyOfAllValues:GuidNotEquals {" + RoleOwner + ", " + RoleUserAccessAdministrator + "}))"},
-		{"lower-case keywords", "((!(actionmatches{'Microsoft.Authorization/roleAssignments/write'})) or (" + attrRequestRole + " foranyofanyvalues:guidequals {" + RoleReader + "}))"},
-		{"symbol operators", "(" + notWrite + " || " + attrRequestRole + " GuidEquals " + RoleReader + ") && " + attrRequestType + " StringEquals 'User'"},
-		{"NOT keyword", "NOT ActionMatches{'Microsoft.Authorization/*'} OR " + attrRequestPrincipal + " GuidNotEquals '" + demoApproverOID + "'"},
-		{"suboperation", "!(ActionMatches{'Microsoft.Authorization/roleAssignments/write'} AND NOT SubOperationMatches{'Blob.List'})"},
-		{"all quantifiers", attrRequestRole + " ForAllOfAnyValues:GuidEquals {" + RoleReader + "} AND " +
-			attrRequestRole + " ForAllOfAllValues:GuidNotEquals {" + RoleOwner + "} AND " +
-			attrRequestType + " ForAnyOfAnyValues:StringNotEqualsIgnoreCase {'Group'}"},
-		{"tabs and CRLF", "(\t" + notWrite + "\r\n\tOR\r\n\t" + attrRequestRole + " GuidEquals " + RoleReader + ")"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			if _, err := parseCondition(tc.text); err != nil {
-				t.Errorf("parseCondition: got %v; want nil", err)
-			}
-		})
-	}
-}
-
-func TestParseConditionInvalid(t *testing.T) {
-	tests := []struct {
-		name string
-		text string
-		want string // part of the error message
-	}{
-		{"empty", "", "end of text"},
-		{"mixed AND OR", notWrite + " AND " + notDelete + " OR " + attrRequestRole + " GuidEquals " + RoleReader, "mixed"},
-		{"unclosed parenthesis", "(" + notWrite, `want ")"`},
-		{"extra parenthesis", notWrite + ")", "after the end"},
-		{"unterminated string", "ActionMatches{'Microsoft.Authorization", "unterminated"},
-		{"empty action pattern", "ActionMatches{''}", "non-empty pattern"},
-		{"unknown function", "Exists " + attrRequestRole, "want ("},
-		{"unknown attribute", "@Resource[Microsoft.Storage/storageAccounts/blobServices/containers:name] StringEquals 'x'", "unsupported attribute"},
-		{"principal source", "@Principal[Microsoft.Authorization/roleAssignments:PrincipalId] GuidEquals " + RoleReader, "unsupported attribute source"},
-		{"unclosed attribute", "@Request[Microsoft.Authorization/roleAssignments:PrincipalId GuidEquals x", "closing"},
-		{"unknown operator", attrRequestType + " StringLike 'U*'", "unsupported operator"},
-		{"unknown quantifier", attrRequestRole + " ForSomeValues:GuidEquals {" + RoleReader + "}", "unknown quantifier"},
-		{"string operator on GUID", attrRequestRole + " StringEquals '" + RoleReader + "'", "does not fit"},
-		{"GUID operator on string", attrRequestType + " GuidEquals " + RoleReader, "does not fit"},
-		{"not a GUID", attrRequestRole + " ForAnyOfAnyValues:GuidEquals {Reader}", "want a GUID"},
-		{"unquoted string", attrRequestType + " StringEquals User", "quoted string"},
-		{"set without quantifier", attrRequestRole + " GuidEquals {" + RoleReader + "}", "needs a quantifier"},
-		{"missing comma", attrRequestRole + " ForAnyOfAnyValues:GuidEquals {" + RoleReader + " " + RoleOwner + "}", `want ","`},
-		{"missing value", attrRequestRole + " GuidEquals", "want a GUID"},
-		{"stray character", notWrite + " ; " + notDelete, "character"},
-		{"too deep", strings.Repeat("(", maxConditionDepth+2) + notWrite + strings.Repeat(")", maxConditionDepth+2), "nested deeper"},
-		{"too many negations", strings.Repeat("!", maxConditionDepth+2) + notWrite, "nested deeper"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseCondition(tc.text)
-			var ce *conditionError
-			if !errors.As(err, &ce) {
-				t.Fatalf("parseCondition: got %v; want a *conditionError", err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("error: got %q; want it to contain %q", err, tc.want)
-			}
-			if ce.Offset < 0 || ce.Offset > len(tc.text) {
-				t.Errorf("offset: got %d; want within 0..%d", ce.Offset, len(tc.text))
-			}
-		})
-	}
-}
-
-func TestValidateConditionVersion(t *testing.T) {
-	tests := []struct {
-		name      string
-		condition string
-		version   string
-		ok        bool
-	}{
-		{"no condition", "", "", true},
-		{"version 2.0", demoDelegation, "2.0", true},
-		{"version 1.0", demoDelegation, "1.0", false},
-		{"bad syntax", "ActionMatches", "2.0", false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			err := validateCondition(tc.condition, tc.version)
-			if (err == nil) != tc.ok {
-				t.Errorf("validateCondition: got %v; want ok=%v", err, tc.ok)
-			}
-		})
-	}
-}
-
-func TestEvaluateCondition(t *testing.T) {
-	roleID := func(guid string) string {
-		return "/subscriptions/" + demoSubscription + roleDefinitionsProviderPrefix + guid
-	}
-	write := func(role, principal, ptype string) conditionInput {
-		return conditionInput{Action: actionRoleAssignmentWrite, Request: map[string]string{
-			attrRoleDefinitionID: roleID(role), attrPrincipalID: principal, attrPrincipalType: ptype}}
-	}
-	del := func(role, principal string) conditionInput {
-		return conditionInput{Action: actionRoleAssignmentDelete, Resource: map[string]string{
-			attrRoleDefinitionID: roleID(role), attrPrincipalID: principal, attrPrincipalType: PrincipalServicePrincipal}}
-	}
-	read := conditionInput{Action: "Microsoft.Authorization/roleAssignments/read"}
-	excludeAdmins := "((" + notWrite + ") OR (" + attrRequestRole + " ForAnyOfAllValues:GuidNotEquals {" + RoleOwner + ", " + RoleUserAccessAdministrator + "}))"
-	usersOnly := "((" + notWrite + ") OR (" + attrRequestType + " ForAnyOfAnyValues:StringEqualsIgnoreCase {'user', 'group'}))"
-	tests := []struct {
-		name      string
-		condition string
-		in        conditionInput
-		want      bool
-	}{
-		{"self Secrets Officer", demoDelegation, write(RoleKeyVaultSecretsOfficer, demoPipelineOID, PrincipalServicePrincipal), true},
-		{"self Reader", demoDelegation, write(RoleReader, demoPipelineOID, PrincipalServicePrincipal), true},
-		{"self Owner", demoDelegation, write(RoleOwner, demoPipelineOID, PrincipalServicePrincipal), false},
-		{"other principal", demoDelegation, write(RoleKeyVaultSecretsOfficer, demoApproverOID, PrincipalUser), false},
-		{"upper-case GUIDs", demoDelegation, write(strings.ToUpper(RoleReader), strings.ToUpper(demoPipelineOID), PrincipalServicePrincipal), true},
-		{"delete own", demoDelegation, del(RoleKeyVaultSecretsOfficer, demoPipelineOID), true},
-		{"delete other Owner", demoDelegation, del(RoleOwner, demoApproverOID), false},
-		{"read untouched", demoDelegation, read, true},
-		{"exclude roles allows Reader", excludeAdmins, write(RoleReader, demoApproverOID, PrincipalUser), true},
-		{"exclude roles denies Owner", excludeAdmins, write(RoleOwner, demoApproverOID, PrincipalUser), false},
-		{"principal type ignores case", usersOnly, write(RoleReader, demoApproverOID, PrincipalUser), true},
-		{"principal type denies SP", usersOnly, write(RoleReader, demoPipelineOID, PrincipalServicePrincipal), false},
-		{"StringEquals keeps case", attrRequestType + " StringEquals 'user'", write(RoleReader, demoApproverOID, PrincipalUser), false},
-		{"missing attribute is false", attrResourcePrinc + " GuidNotEquals " + demoApproverOID, write(RoleReader, demoPipelineOID, PrincipalServicePrincipal), false},
-		{"action wildcard", "ActionMatches{'Microsoft.Authorization/roleAssignments/*'}", read, true},
-		{"suboperation never matches", "SubOperationMatches{'Blob.List'}", read, false},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			x, err := parseCondition(tc.condition)
-			if err != nil {
-				t.Fatalf("parseCondition: %v", err)
-			}
-			if got := x.eval(tc.in); got != tc.want {
-				t.Errorf("eval: got %v; want %v", got, tc.want)
-			}
-		})
-	}
 }
 
 // TestDemoSeedDelegationCondition checks that the demo seed carries the
@@ -357,35 +202,6 @@ func TestPutRejectsInvalidCondition(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzParseCondition(f *testing.F) {
-	f.Add(demoDelegation)
-	f.Add("((" + notWrite + ") OR (" + attrRequestType + " ForAnyOfAnyValues:StringEqualsIgnoreCase {'User', 'Group'}))")
-	f.Add("NOT SubOperationMatches{'Blob.List'} && " + attrRequestRole + " GuidNotEquals '" + RoleOwner + "'")
-	f.Add("@Request[")
-	f.Add("('")
-	in := []conditionInput{
-		{Action: actionRoleAssignmentWrite, Request: conditionAttributes(RoleAssignment{
-			RoleDefinitionID: roleDefinitionsProviderPrefix + RoleReader, PrincipalID: demoPipelineOID, PrincipalType: PrincipalServicePrincipal})},
-		{Action: actionRoleAssignmentDelete, Resource: conditionAttributes(RoleAssignment{})},
-	}
-	f.Fuzz(func(t *testing.T, text string) {
-		x, err := parseCondition(text)
-		if err != nil {
-			var ce *conditionError
-			if !errors.As(err, &ce) {
-				t.Fatalf("parseCondition(%q): got %T; want *conditionError", text, err)
-			}
-			if ce.Offset < 0 || ce.Offset > len(text) {
-				t.Fatalf("parseCondition(%q): offset %d outside the text", text, ce.Offset)
-			}
-			return
-		}
-		for _, v := range in {
-			x.eval(v)
-		}
-	})
 }
 
 // checkConditionDenied checks that err is ARM's 403 for an unfulfilled
