@@ -55,9 +55,13 @@ type Config struct {
 type Verifier struct {
 	cfg Config
 
-	mu        sync.Mutex
+	// mu guards keys and fetchedAt, and is never held across a fetch, so
+	// tokens signed with a known key verify while a refresh waits on a
+	// slow issuer. fetchMu lets one refresh run at a time.
+	mu        sync.RWMutex
 	keys      map[string]any // kid -> *rsa.PublicKey or *ecdsa.PublicKey
 	fetchedAt time.Time
+	fetchMu   sync.Mutex
 }
 
 // New checks the configuration and returns a Verifier. Keys are fetched on
@@ -144,24 +148,41 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 // key returns the public key with id kid, refreshing the JWKS when the id is
 // unknown and the last refresh is older than MinRefresh.
 func (v *Verifier) key(ctx context.Context, kid string) (any, error) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if k, ok := v.keys[kid]; ok {
+	if k, _, ok := v.cached(kid); ok {
 		return k, nil
 	}
-	if !v.fetchedAt.IsZero() && v.cfg.Now().Sub(v.fetchedAt) < v.cfg.MinRefresh {
+	v.fetchMu.Lock()
+	defer v.fetchMu.Unlock()
+	// A refresh that ran while this call waited may have brought the key.
+	k, fetchedAt, ok := v.cached(kid)
+	if ok {
+		return k, nil
+	}
+	if !fetchedAt.IsZero() && v.cfg.Now().Sub(fetchedAt) < v.cfg.MinRefresh {
 		return nil, fmt.Errorf("unknown key id %q", kid)
 	}
 	keys, err := v.fetchKeys(ctx)
+	v.mu.Lock()
 	v.fetchedAt = v.cfg.Now()
+	if err == nil {
+		v.keys = keys
+	}
+	v.mu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrKeyFetch, err)
 	}
-	v.keys = keys
 	if k, ok := keys[kid]; ok {
 		return k, nil
 	}
 	return nil, fmt.Errorf("unknown key id %q", kid)
+}
+
+// cached returns the key kid from the last refresh, and when that ran.
+func (v *Verifier) cached(kid string) (any, time.Time, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	k, ok := v.keys[kid]
+	return k, v.fetchedAt, ok
 }
 
 func (v *Verifier) fetchKeys(ctx context.Context) (map[string]any, error) {

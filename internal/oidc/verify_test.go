@@ -9,7 +9,10 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +210,72 @@ func tamper(seg string) string {
 		b[i] = 'A'
 	}
 	return string(b)
+}
+
+// gatedTransport passes requests on until gate is set; from then on each
+// request reports on entered and waits for release.
+type gatedTransport struct {
+	base    http.RoundTripper
+	gate    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g.gate.Load() {
+		g.entered <- struct{}{}
+		<-g.release
+	}
+	return g.base.RoundTrip(r)
+}
+
+// TestKnownKeyVerifiesDuringRefresh holds a key refresh at a slow issuer
+// and checks that a token signed with an already known key still verifies
+// meanwhile, instead of queueing behind the refresh.
+func TestKnownKeyVerifiesDuringRefresh(t *testing.T) {
+	srv := startIssuer(t)
+	clock := time.Now()
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	tr := &gatedTransport{base: srv.Client().Transport, entered: make(chan struct{}, 4), release: make(chan struct{})}
+	v, err := oidc.New(oidc.Config{Issuer: srv.GitHubIssuer(), Audience: audience, Client: &http.Client{Transport: tr}, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := mint(t, srv, nil)
+	if _, err := v.Verify(context.Background(), good); err != nil {
+		t.Fatalf("first Verify: %v", err)
+	}
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	clock = clock.Add(time.Minute)
+	mu.Unlock()
+	tr.gate.Store(true)
+	refreshDone := make(chan struct{})
+	go func() {
+		defer close(refreshDone)
+		_, _ = v.Verify(context.Background(), signedBy(t, other, "rotated-kid", strings.Split(good, ".")[1]))
+	}()
+	<-tr.entered // the refresh is now waiting at the issuer
+
+	verified := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), good)
+		verified <- err
+	}()
+	select {
+	case err := <-verified:
+		if err != nil {
+			t.Errorf("Verify with a known key during a refresh: %v", err)
+		}
+	case <-refreshDone:
+		t.Fatal("the refresh finished before it was released")
+	case <-time.After(30 * time.Second):
+		t.Error("Verify with a known key waited for the refresh at the issuer")
+	}
+	close(tr.release)
+	<-refreshDone
 }
