@@ -26,6 +26,7 @@ type Assignment struct {
 	PrincipalType    string
 	Description      string
 	Condition        string
+	ConditionVersion string
 	CreatedOn        time.Time
 }
 
@@ -147,6 +148,27 @@ func (c *RBAC) FindAssignment(ctx context.Context, scope, roleDefinitionID, prin
 		}
 	}
 	return Assignment{}, fmt.Errorf("role %s for principal %s at %s: %w", wantRole, principalID, scope, ErrNotFound)
+}
+
+// ListAssignmentsAssignedTo lists the role assignments that apply to
+// principalID at scope: those made at the scope or above it, to the
+// principal or to a group it is a transitive member of. Microsoft's page
+// "List Azure role assignments using the REST API" documents the filter
+// and says it takes only a user or service principal object id.
+func (c *RBAC) ListAssignmentsAssignedTo(ctx context.Context, scope, principalID string) ([]Assignment, error) {
+	filter := encodeFilter(fmt.Sprintf("atScope() and assignedTo('%s')", strings.ReplaceAll(principalID, "'", "''")))
+	pager := c.assignments.NewListForScopePager(scope, &armauthorization.RoleAssignmentsClientListForScopeOptions{Filter: &filter})
+	var out []Assignment
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, Classify(err)
+		}
+		for _, ra := range page.Value {
+			out = append(out, fromSDKAssignment(*ra))
+		}
+	}
+	return out, nil
 }
 
 // CountAssignments counts the role assignments visible at a subscription, for
@@ -283,6 +305,7 @@ func fromSDKAssignment(ra armauthorization.RoleAssignment) Assignment {
 		a.PrincipalID = deref(p.PrincipalID)
 		a.Description = deref(p.Description)
 		a.Condition = deref(p.Condition)
+		a.ConditionVersion = deref(p.ConditionVersion)
 		if p.PrincipalType != nil {
 			a.PrincipalType = string(*p.PrincipalType)
 		}
