@@ -94,3 +94,24 @@ func TestQuotaCountFailureWarns(t *testing.T) {
 		t.Errorf("counts after a failed count: got %d; want 2 (a failure is not cached)", arm.calls)
 	}
 }
+
+// TestDeniedRequestMakesNoAzureCall creates a request no policy rule
+// matches: it is denied without counting assignments.
+func TestDeniedRequestMakesNoAzureCall(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2025, 3, 4, 9, 0, 0, 0, time.UTC)}
+	arm := &countedARM{mapARM: newMapARM()}
+	svc := serviceOn(t, openSQLite(t, clock.Now), arm, clock.Now, "replica-a")
+	in := readerFor(0, "denied")
+	in.Scopes = []string{rg[:strings.Index(rg, "/resourceGroups/")]}
+	r, err := svc.Create(ctx, pipeline, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != store.RequestDenied {
+		t.Fatalf("state: got %s; want denied", r.State)
+	}
+	if arm.calls != 0 {
+		t.Errorf("assignment counts for a denied request: got %d; want 0", arm.calls)
+	}
+}

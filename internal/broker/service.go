@@ -195,9 +195,13 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 	decision := s.cfg.Policy.Decide(policyInput(caller, req, names, in.Ticket, s.cfg.Now()))
 	// A request that could not be revoked (a lock would block the delete)
 	// or granted (the subscription's assignment quota is used up) is
-	// refused before anyone is asked to approve it.
-	checks := append(s.cfg.Engine.PreflightLocks(ctx, req), s.quota.check(ctx, req)...)
-	if failed := lifecycle.Failed(checks); len(failed) > 0 && decision.Outcome != policy.OutcomeDeny {
+	// refused before anyone is asked to approve it. A request the policy
+	// denies costs no Azure call.
+	var checks []lifecycle.Check
+	if decision.Outcome != policy.OutcomeDeny {
+		checks = append(s.cfg.Engine.PreflightLocks(ctx, req), s.quota.check(ctx, req)...)
+	}
+	if failed := lifecycle.Failed(checks); len(failed) > 0 {
 		decision.Outcome = policy.OutcomeDeny
 		decision.Message = "pre-flight check failed: " + failed[0].Name + " at " + failed[0].Scope + ": " + failed[0].Detail
 	}
