@@ -282,6 +282,18 @@ func (s *Service) applyDecision(ctx context.Context, r store.Request) (store.Req
 // enough that one call cannot make thousands of ARM calls.
 const MaxRequestPairs = 100
 
+// apiFields rewrites the CLI flags that shared validation messages name
+// into the JSON fields of the create body.
+var apiFields = strings.NewReplacer(
+	"--justification", "justification", "--duration", "duration", "--pairing", "pairing",
+	"--principal-id", "principal_id", "--role", "roles", "--scope", "scopes")
+
+// invalidInput wraps a validation error of the create body as ErrInvalid,
+// naming the body's fields rather than the CLI's flags.
+func invalidInput(err error) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, apiFields.Replace(err.Error()))
+}
+
 // buildRequest validates the input the same way the CLI does and resolves
 // role names.
 func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateInput) (access.Request, map[string]string, error) {
@@ -303,7 +315,7 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 	for _, r := range in.Roles {
 		ref, err := access.ParseRoleRef(r)
 		if err != nil {
-			return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+			return req, nil, invalidInput(err)
 		}
 		refs = append(refs, ref)
 	}
@@ -311,7 +323,7 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 	for _, sc := range in.Scopes {
 		id, err := access.ParseResourceID(sc)
 		if err != nil {
-			return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+			return req, nil, invalidInput(err)
 		}
 		scopes = append(scopes, id)
 	}
@@ -320,7 +332,7 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 	}
 	roles, err := s.cfg.Engine.ResolveRoles(ctx, refs, lifecycle.LookupScope(scopes))
 	if err != nil {
-		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return req, nil, invalidInput(err)
 	}
 	names := map[string]string{}
 	guids := make([]string, len(roles))
@@ -330,7 +342,7 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 	}
 	pairs, err := access.BuildPairs(guids, scopes, access.Pairing(in.Pairing))
 	if err != nil {
-		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return req, nil, invalidInput(err)
 	}
 	if len(pairs) > MaxRequestPairs {
 		return req, nil, fmt.Errorf("%w: %d pairs from pairing %q: send at most %d, and split larger requests",
@@ -350,7 +362,7 @@ func (s *Service) buildRequest(ctx context.Context, caller Identity, in CreateIn
 		CreatedAt:     s.cfg.Now().UTC(),
 	}
 	if err := req.Validate(s.cfg.MaxDuration); err != nil {
-		return req, nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return req, nil, invalidInput(err)
 	}
 	return req, names, nil
 }
