@@ -177,8 +177,8 @@ func renderSweeperLag(points []BenchPoint, m Machine, command string, runs int) 
 	var b strings.Builder
 	b.WriteString("\n## Broker sweeper lag and memory, 1,000 to 100,000 active leases\n\n")
 	b.WriteString("`BenchmarkSweeperLag` in `internal/broker/sweeper_bench_test.go` seeds N active leases in bulk " +
-		"(`store.Seeder`, 1,000 per transaction, all active for an hour), then creates 200 requests through " +
-		"`Service.Create` against the emulator over HTTPS, with leases that expire 10 ms apart while `Sweep` runs " +
+		"(`store.Seeder`, 1,000 per transaction, all active for an hour). Then it creates 200 requests through " +
+		"`Service.Create` against the emulator over HTTPS. Their leases expire 10 ms apart while `Sweep` runs " +
 		"at its default 250 ms interval. The lag is the grant's `verified_at` minus the lease's `expires_at`. " +
 		"The idle sweep is the median `SweepOnce` that finds nothing to do, which grows with N when a sweeper " +
 		"query scans the active rows. RSS is `VmRSS` of the test process (broker, emulator and store), and heap " +
