@@ -266,3 +266,18 @@ func TestBackendNotEnabledRejected(t *testing.T) {
 		}
 	}
 }
+
+// TestIdempotencyKeyBindsBackend retries a request with its key but another
+// backend: that is other content, refused, not the first request returned.
+func TestIdempotencyKeyBindsBackend(t *testing.T) {
+	h := newPIMHarness(t)
+	ctx := context.Background()
+	in := readerRequest("same-key")
+	if _, err := h.svc.Create(ctx, pipeline, in); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	in.Backend = lifecycle.BackendPIMAssign
+	if _, err := h.svc.Create(ctx, pipeline, in); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("same key with another backend: got %v; want ErrConflict", err)
+	}
+}

@@ -128,7 +128,7 @@ func (s *sqlStore) createRequestTx(ctx context.Context, q querier, r Request) (R
 		}, `SELECT `+requestColumns+` FROM requests WHERE requester = $1 AND idempotency_key = $2`,
 			r.Requester, r.IdempotencyKey)
 		switch {
-		case err == nil && existing.Hash != r.Hash:
+		case err == nil && (existing.Hash != r.Hash || existing.Backend != r.Backend):
 			return Request{}, false, fmt.Errorf("idempotency key %q was used for request %q with other content; "+
 				"use a new key: %w", r.IdempotencyKey, existing.ID, ErrConflict)
 		case err == nil:
