@@ -32,14 +32,16 @@ const (
 // Preflight checks every subscription's role assignment quota, every scope's
 // locks (a lock would block the delete, so the grant could outlive its
 // window), and, when the caller is the principal that will grant itself,
-// whether it may write and delete role assignments there. A planner identity
+// whether it may write and delete these role assignments there, with the
+// ABAC conditions on its own role assignments evaluated. A planner identity
 // cannot see another identity's rights, so apply finds those out. A check
 // that cannot run is a warning, not a failure.
 func (e *Engine) Preflight(ctx context.Context, req access.Request) []Check {
 	var checks []Check
 	perSub := map[string]int{}
 	var subs []string
-	seen := map[string]bool{}
+	var scopes []access.ResourceID
+	pairsAt := map[string][]access.Pair{}
 	for _, p := range req.Pairs {
 		if sub := p.Scope.SubscriptionID(); sub != "" {
 			if perSub[sub] == 0 {
@@ -47,13 +49,18 @@ func (e *Engine) Preflight(ctx context.Context, req access.Request) []Check {
 			}
 			perSub[sub]++
 		}
-		if seen[p.Scope.Key()] {
-			continue
+		if _, seen := pairsAt[p.Scope.Key()]; !seen {
+			scopes = append(scopes, p.Scope)
 		}
-		seen[p.Scope.Key()] = true
-		checks = append(checks, e.checkLocks(ctx, p.Scope.String()))
-		if strings.EqualFold(req.Principal.ID, e.callerID) {
-			checks = append(checks, e.checkCanGrant(ctx, p.Scope.String()))
+		pairsAt[p.Scope.Key()] = append(pairsAt[p.Scope.Key()], p)
+	}
+
+	self := strings.EqualFold(req.Principal.ID, e.callerID)
+	roles := newRoleCache(e.arm)
+	for _, scope := range scopes {
+		checks = append(checks, e.checkLocks(ctx, scope.String()))
+		if self {
+			checks = append(checks, e.checkCanGrant(ctx, req, scope.String(), pairsAt[scope.Key()], roles))
 		}
 	}
 	for _, sub := range subs {
@@ -108,7 +115,10 @@ func (e *Engine) checkLocks(ctx context.Context, scope string) Check {
 	return c
 }
 
-func (e *Engine) checkCanGrant(ctx context.Context, scope string) Check {
+// checkCanGrant checks that the caller may write and delete role
+// assignments at scope and that the conditions on its own role assignments
+// allow those of pairs.
+func (e *Engine) checkCanGrant(ctx context.Context, req access.Request, scope string, pairs []access.Pair, roles *roleCache) Check {
 	c := Check{Name: CheckPermissions, Scope: scope}
 	perms, err := e.arm.Permissions(ctx, scope)
 	if err != nil {
@@ -122,9 +132,7 @@ func (e *Engine) checkCanGrant(ctx context.Context, scope string) Check {
 			return c
 		}
 	}
-	c.OK = true
-	c.Detail = "the caller may write and delete role assignments (conditions are not evaluated here)"
-	return c
+	return e.checkConditions(ctx, req, scope, pairs, roles)
 }
 
 // PreflightLocks runs only the lock check of every scope: the one check that
