@@ -376,6 +376,12 @@ func (m *mapARM) CountAssignments(context.Context, string) (int, error) {
 
 func (m *mapARM) Locks(context.Context, string) ([]azure.Lock, error) { return nil, nil }
 
+// ListAssignmentsAssignedTo serves only the CLI's delegation check, which
+// the broker does not run.
+func (m *mapARM) ListAssignmentsAssignedTo(context.Context, string, string) ([]azure.Assignment, error) {
+	return nil, nil
+}
+
 // live returns the number of assignments that exist now.
 func (m *mapARM) live() int {
 	m.mu.Lock()
