@@ -275,3 +275,40 @@ func TestUndecidedRequestIsFinished(t *testing.T) {
 		t.Errorf("state after a sweep: got %s (%s); want active", got.State, got.Error)
 	}
 }
+
+// TestSweeperFinishesStrandedRequest ends an active request's lease and
+// revokes its grant the way the sweeper does, then stops, as a replica
+// killed right before finishRequest would. A later sweep must move the
+// request to revoked.
+func TestSweeperFinishesStrandedRequest(t *testing.T) {
+	ctx := context.Background()
+	clock := &fakeClock{now: time.Date(2025, 3, 4, 9, 0, 0, 0, time.UTC)}
+	arm := newMapARM()
+	st := openSQLite(t, clock.Now)
+	svc := serviceOn(t, st, arm, clock.Now, "replica-a")
+	r, err := svc.Create(ctx, pipeline, readerFor(0, "stranded"))
+	if err != nil || r.State != store.RequestActive {
+		t.Fatalf("Create: got %s, %v; want active", r.State, err)
+	}
+	leases, err := st.ListLeases(ctx, store.LeaseFilter{RequestID: r.ID})
+	if err != nil || len(leases) != 1 {
+		t.Fatalf("leases: got %d, %v; want 1", len(leases), err)
+	}
+
+	clock.Advance(11 * time.Minute)
+	svc.release(ctx, leases[0]) // ends the lease and revokes the grant, no finishRequest
+	if got, _ := st.GetRequest(ctx, r.ID); got.State != store.RequestActive {
+		t.Fatalf("state after the release alone: got %s; want active (stranded)", got.State)
+	}
+	if n := len(arm.assignments); n != 0 {
+		t.Fatalf("assignments after the release: got %d; want 0", n)
+	}
+	svc.SweepOnce(ctx)
+	got, err := st.GetRequest(ctx, r.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.State != store.RequestRevoked {
+		t.Errorf("state after a sweep: got %s; want revoked", got.State)
+	}
+}

@@ -85,6 +85,7 @@ func (s *Service) SweepOnce(ctx context.Context) int {
 	handled += s.expirePending(ctx)
 	if s.settleDue(start) {
 		handled += s.settleStalled(ctx)
+		handled += s.finishStranded(ctx)
 	}
 	if handled > 0 {
 		s.log.InfoContext(ctx, "sweep done", "handled", handled, "elapsed", s.cfg.Now().Sub(start))
@@ -305,6 +306,34 @@ func (s *Service) resumeApproved(ctx context.Context, minAge time.Duration) int 
 	return n
 }
 
+// strandedBatch bounds the stranded requests one sweep finishes.
+const strandedBatch = 100
+
+// finishStranded finishes requests whose leases all ended but which a dead
+// replica never moved on: their grants are revoked (or still being
+// revoked), yet the API would show them active or revoking for good. It
+// returns how many it finished.
+func (s *Service) finishStranded(ctx context.Context) int {
+	ids, err := s.cfg.Store.StrandedRequests(ctx, s.cfg.Now(), strandedBatch)
+	if err != nil {
+		s.log.ErrorContext(ctx, "list stranded requests failed", "error", err)
+		return 0
+	}
+	n := 0
+	for _, id := range ids {
+		r, err := s.finishRequest(ctx, id)
+		if err != nil && !errors.Is(err, store.ErrConflict) {
+			s.log.ErrorContext(ctx, "finish stranded request failed", "request_id", id, "error", err)
+			continue
+		}
+		if r.State.Terminal() {
+			s.log.InfoContext(ctx, "finished a request a replica left unfinished", "request_id", id, "state", r.State)
+			n++
+		}
+	}
+	return n
+}
+
 // Reconcile brings the store and Azure into agreement after a crash: grants
 // left as intents are created (if a lease still holds them) or removed,
 // pending requests whose stored approvals decide them are settled, and
@@ -349,6 +378,7 @@ func (s *Service) Reconcile(ctx context.Context) {
 		fixed++
 	}
 	fixed += s.settleStalled(ctx)
+	fixed += s.finishStranded(ctx)
 	// At start, resume every approved request: one this replica was
 	// granting when it died would otherwise wait activateTimeout. Another
 	// replica may be granting it at this moment; activate tolerates that.
