@@ -24,7 +24,6 @@ type ARM interface {
 	GetAssignment(ctx context.Context, scope, name string) (azure.Assignment, error)
 	DeleteAssignment(ctx context.Context, scope, name string) (bool, error)
 	FindAssignment(ctx context.Context, scope, roleDefinitionID, principalID string) (azure.Assignment, error)
-	ListAssignmentsAssignedTo(ctx context.Context, scope, principalID string) ([]azure.Assignment, error)
 	GetRoleDefinition(ctx context.Context, scope, guid string) (azure.RoleDefinition, error)
 	FindRoleDefinition(ctx context.Context, scope, name string) (azure.RoleDefinition, error)
 	Permissions(ctx context.Context, scope string) (azure.Permissions, error)

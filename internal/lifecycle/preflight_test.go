@@ -22,6 +22,9 @@ const (
 	delegationName  = "e7d6c5b4-a392-4817-b6f5-e4d3c2b1a004"
 )
 
+// The pre-flight evaluates conditions only through an AssignmentLister.
+var _ lifecycle.AssignmentLister = (*azure.RBAC)(nil)
+
 // permissionCheck returns the pre-flight's "caller can grant and revoke"
 // check at scope, failing the test when there is none.
 func permissionCheck(t *testing.T, checks []lifecycle.Check, scope string) lifecycle.Check {
