@@ -300,6 +300,9 @@ func TestBrowserReviewFlow(t *testing.T) {
 	if got := text(t, ctx, "#history-"+id+" .state"); got != "revoked" {
 		t.Errorf("history state = %q; want revoked", got)
 	}
+	if got := text(t, ctx, "#history-"+id+" .role"); got != "Reader" {
+		t.Errorf("history role = %q; want the role's name, Reader", got)
+	}
 	screenshot(t, ctx, shots, "history.png")
 	step(t, ctx, "audit page", chromedp.Navigate(base+"/requests/"+id+"/audit"), chromedp.WaitVisible(chromedp.CSS("table.audit")))
 	trail := text(t, ctx, "table.audit")

@@ -452,3 +452,17 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestHistoryFallsBackToRoleIDs lists a request whose role cannot be looked
+// up (the fixture has no Azure): the page shows the role id instead.
+func TestHistoryFallsBackToRoleIDs(t *testing.T) {
+	f := newFixture(t)
+	f.seedRequest(t, "octocat", "read", scopeRG)
+	rec := f.do(httptest.NewRequest(http.MethodGet, "/history", nil), f.cookie(t, "user:admin@contoso.example", true))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("GET /history: status = %d; want 200", rec.Code)
+	}
+	if want := `<span class="role" title="` + readerRoleID + `">` + readerRoleID + `</span>`; !strings.Contains(rec.Body.String(), want) {
+		t.Errorf("GET /history: no role id fallback %s", want)
+	}
+}

@@ -194,7 +194,7 @@ func (u *UI) activePage(w http.ResponseWriter, r *http.Request, s session) error
 	return nil
 }
 
-// activeEntry is one row of the active grants page.
+// activeEntry is one row of the active grants page or the history page.
 type activeEntry struct {
 	Request store.Request
 	// Rows name the roles and resources, or show the ids when the
@@ -285,8 +285,12 @@ func (u *UI) historyPage(w http.ResponseWriter, r *http.Request, s session) erro
 		nq.Set("cursor", page.Next)
 		next = "/history?" + nq.Encode()
 	}
+	entries := make([]activeEntry, len(page.Requests))
+	for i, req := range page.Requests {
+		entries[i] = activeEntry{Request: req, Rows: u.rows(r.Context(), req)}
+	}
 	u.render(w, r, http.StatusOK, "history.html", &s, pageData{Title: "History", Nav: "history",
-		Content: map[string]any{"Filter": f, "Requests": page.Requests, "Next": next, "States": store.RequestStates, "Admin": s.Admin}})
+		Content: map[string]any{"Filter": f, "Entries": entries, "Next": next, "States": store.RequestStates, "Admin": s.Admin}})
 	return nil
 }
 
