@@ -83,6 +83,12 @@ type Request struct {
 	Error            string
 	// Version counts updates, starting at 1.
 	Version int64
+
+	// CreateEvent is not stored with the request. When it is set,
+	// CreateRequest writes an outbox message of kind KindEvent for it in
+	// the transaction that inserts a new request. A repeat with the same
+	// idempotency key writes none.
+	CreateEvent string
 }
 
 // RequestUpdate lists the fields a transition sets. Zero times and nil
@@ -95,6 +101,10 @@ type RequestUpdate struct {
 	// EndedAt defaults to now when the target state is terminal.
 	EndedAt time.Time
 	Error   *string
+	// Event, when set, names a notification event that TransitionRequest
+	// writes to the outbox as a message of kind KindEvent, in the same
+	// transaction as the state change. A failed transition writes none.
+	Event string
 }
 
 // RequestFilter selects requests. Zero fields match everything.
@@ -288,6 +298,20 @@ type OutboxMessage struct {
 	DeliveredAt   time.Time
 	LastError     string
 	CreatedAt     time.Time
+}
+
+// KindEvent is the outbox kind of a request event that the notification
+// dispatcher expands into one message per sink. Its payload is an
+// EventPayload.
+const KindEvent = "event"
+
+// EventPayload is the outbox payload of a KindEvent message.
+type EventPayload struct {
+	RequestID string `json:"request_id"`
+	Event     string `json:"event"`
+	// State is the request's state right after the event.
+	State RequestState `json:"state"`
+	Time  time.Time    `json:"time"`
 }
 
 // Migration is one applied schema migration.

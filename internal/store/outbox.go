@@ -23,23 +23,78 @@ func scanOutbox(row rowScanner) (OutboxMessage, error) {
 }
 
 func (s *sqlStore) Enqueue(ctx context.Context, kind string, payload json.RawMessage) (OutboxMessage, error) {
-	if kind == "" {
-		return OutboxMessage{}, fmt.Errorf("enqueue notification: missing kind: %w", ErrInvalid)
-	}
-	if !json.Valid(payload) {
-		return OutboxMessage{}, fmt.Errorf("enqueue %s notification: payload is not valid JSON: %w", kind, ErrInvalid)
+	if err := checkMessage(kind, payload); err != nil {
+		return OutboxMessage{}, fmt.Errorf("enqueue notification: %w", err)
 	}
 	now := s.now()
 	m := OutboxMessage{ID: uuid.NewString(), Kind: kind, Payload: payload, NextAttemptAt: now, CreatedAt: now}
 	err := s.e.inTx(ctx, func(q querier) error {
-		_, err := q.exec(ctx, `INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at)
-			VALUES ($1, $2, $3, $4, $5)`, m.ID, m.Kind, string(m.Payload), m.NextAttemptAt, m.CreatedAt)
+		_, err := insertMessage(ctx, q, m, false)
 		return err
 	})
 	if err != nil {
 		return OutboxMessage{}, fmt.Errorf("enqueue %s notification: %w", kind, err)
 	}
 	return m, nil
+}
+
+func (s *sqlStore) EnqueueOnce(ctx context.Context, id, kind string, payload json.RawMessage) (bool, error) {
+	what := fmt.Sprintf("enqueue %s notification %q", kind, id)
+	if id == "" {
+		return false, fmt.Errorf("enqueue %s notification: missing id: %w", kind, ErrInvalid)
+	}
+	if err := checkMessage(kind, payload); err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	now := s.now()
+	m := OutboxMessage{ID: id, Kind: kind, Payload: payload, NextAttemptAt: now, CreatedAt: now}
+	var n int64
+	err := s.e.inTx(ctx, func(q querier) error {
+		var err error
+		n, err = insertMessage(ctx, q, m, true)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", what, err)
+	}
+	return n == 1, nil
+}
+
+// checkMessage validates the kind and payload of a new outbox message.
+func checkMessage(kind string, payload json.RawMessage) error {
+	if kind == "" {
+		return fmt.Errorf("missing kind: %w", ErrInvalid)
+	}
+	if !json.Valid(payload) {
+		return fmt.Errorf("%s payload is not valid JSON: %w", kind, ErrInvalid)
+	}
+	return nil
+}
+
+// insertMessage inserts m and returns the rows inserted. With
+// ignoreDuplicate, an existing row with m's id is left as it is and the
+// result is 0. ON CONFLICT (id) DO NOTHING is valid SQL on both backends.
+func insertMessage(ctx context.Context, q querier, m OutboxMessage, ignoreDuplicate bool) (int64, error) {
+	query := `INSERT INTO outbox (id, kind, payload, next_attempt_at, created_at)
+		VALUES ($1, $2, $3, $4, $5)`
+	if ignoreDuplicate {
+		query += ` ON CONFLICT (id) DO NOTHING`
+	}
+	return q.exec(ctx, query, m.ID, m.Kind, string(m.Payload), m.NextAttemptAt, m.CreatedAt)
+}
+
+// insertEvent writes the KindEvent message of event about request id,
+// which has just entered state, inside the caller's transaction.
+func insertEvent(ctx context.Context, q querier, id, event string, state RequestState, now time.Time) error {
+	payload, err := json.Marshal(EventPayload{RequestID: id, Event: event, State: state, Time: now})
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", event, err)
+	}
+	m := OutboxMessage{ID: uuid.NewString(), Kind: KindEvent, Payload: payload, NextAttemptAt: now, CreatedAt: now}
+	if _, err := insertMessage(ctx, q, m, false); err != nil {
+		return fmt.Errorf("enqueue %s event: %w", event, err)
+	}
+	return nil
 }
 
 func (s *sqlStore) ClaimDue(ctx context.Context, now time.Time, limit int, claimFor time.Duration) ([]OutboxMessage, error) {

@@ -166,6 +166,12 @@ func (s *sqlStore) createRequestTx(ctx context.Context, q querier, r Request) (R
 			return Request{}, false, fmt.Errorf("insert pair %d: %w", i, err)
 		}
 	}
+	if r.CreateEvent != "" {
+		if err := insertEvent(ctx, q, r.ID, r.CreateEvent, r.State, r.CreatedAt); err != nil {
+			return Request{}, false, err
+		}
+	}
+	r.CreateEvent = ""
 	return r, true, nil
 }
 
@@ -340,10 +346,14 @@ func (s *sqlStore) TransitionRequest(ctx context.Context, id string, from []Requ
 
 	var r Request
 	err := s.e.inTx(ctx, func(q querier) error {
-		return queryOne(ctx, q, func(row rowScanner) (err error) {
+		err := queryOne(ctx, q, func(row rowScanner) (err error) {
 			r, err = scanRequest(row)
 			return err
 		}, query, args...)
+		if err != nil || u.Event == "" {
+			return err
+		}
+		return insertEvent(ctx, q, id, u.Event, to, now)
 	})
 	if errors.Is(err, errNoRows) {
 		return Request{}, s.explainMiss(ctx, what, id, from)

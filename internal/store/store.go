@@ -111,6 +111,11 @@ type Store interface {
 
 	// Enqueue stores a notification for delivery, due now.
 	Enqueue(ctx context.Context, kind string, payload json.RawMessage) (OutboxMessage, error)
+	// EnqueueOnce stores a message with the caller's id, due now, unless
+	// a message with that id exists already, delivered or not. Then it
+	// changes nothing and returns created false, so a caller that derives
+	// the id from its input can repeat the call without a second message.
+	EnqueueOnce(ctx context.Context, id, kind string, payload json.RawMessage) (created bool, err error)
 	// ClaimDue reserves up to limit undelivered messages that are due,
 	// counts the attempt and moves their next attempt to now+claimFor.
 	ClaimDue(ctx context.Context, now time.Time, limit int, claimFor time.Duration) ([]OutboxMessage, error)
