@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/elevate-dev/elevate/internal/store"
@@ -23,6 +24,10 @@ var DeadUntil = time.Date(9999, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // AuditSinkName names the audit stream in logs and metrics.
 const AuditSinkName = "audit_stream"
+
+// ExpandSinkName names the expansion of event messages into notifications
+// in logs and metrics.
+const ExpandSinkName = "event_expansion"
 
 // Defaults of DispatcherOptions.
 const (
@@ -60,6 +65,11 @@ type DispatcherOptions struct {
 	// dispatcher. After it, another dispatcher may deliver the message
 	// again. Default 10 × Config.Timeout.
 	ClaimFor time.Duration
+	// Expand turns an event message (kind store.KindEvent) into
+	// notification messages. The broker sets it to Notifier.Expand. When
+	// it is nil, an event message is dead at once, because no sink is
+	// configured.
+	Expand func(ctx context.Context, eventID string, ev store.EventPayload) error
 }
 
 // Dispatcher delivers the outbox: notifications to their sinks and audit
@@ -170,23 +180,38 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		case <-timer.C:
 		}
 		start := d.o.Now()
-		if n := d.DeliverOnce(ctx); n > 0 {
+		n, expanded := d.deliverBatch(ctx)
+		if n > 0 {
 			d.log.InfoContext(ctx, "notifications handled", "messages", n, "elapsed", d.o.Now().Sub(start))
 		}
-		timer.Reset(d.o.Config.PollInterval)
+		// The notifications of an expanded event are due now, so claim
+		// them at once rather than after a poll interval.
+		if expanded {
+			timer.Reset(0)
+		} else {
+			timer.Reset(d.o.Config.PollInterval)
+		}
 	}
 	return nil
 }
 
 // DeliverOnce claims one batch of due messages and tries each once. It
-// returns how many messages it claimed.
+// returns how many messages it claimed. The notifications of an event
+// message that it expands are due in the next batch.
 func (d *Dispatcher) DeliverOnce(ctx context.Context) int {
+	n, _ := d.deliverBatch(ctx)
+	return n
+}
+
+// deliverBatch is DeliverOnce that also reports whether an event message
+// was expanded.
+func (d *Dispatcher) deliverBatch(ctx context.Context) (int, bool) {
 	msgs, err := d.o.Store.ClaimDue(ctx, d.o.Now(), d.o.BatchSize, d.o.ClaimFor)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.ErrorContext(ctx, "claim due notifications failed", "error", err)
 		}
-		return 0
+		return 0, false
 	}
 	var notes, audits []store.OutboxMessage
 	for _, m := range msgs {
@@ -197,17 +222,61 @@ func (d *Dispatcher) DeliverOnce(ctx context.Context) int {
 		}
 	}
 	var wg sync.WaitGroup
+	var expanded atomic.Bool
 	wg.Go(func() { d.deliverAudit(ctx, audits) })
 	limit := make(chan struct{}, d.o.Parallelism)
 	for _, m := range notes {
 		limit <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-limit }()
+			if m.Kind == KindEvent {
+				if d.expandEvent(ctx, m) {
+					expanded.Store(true)
+				}
+				return
+			}
 			d.deliverNotification(ctx, m)
 		})
 	}
 	wg.Wait()
-	return len(msgs)
+	return len(msgs), expanded.Load()
+}
+
+// expandEvent enqueues the notifications of event message m through
+// Expand and marks m delivered. A failure is retried with the backoff of
+// a failed post. It reports whether m was expanded.
+func (d *Dispatcher) expandEvent(ctx context.Context, m store.OutboxMessage) bool {
+	if d.o.Expand == nil {
+		d.dead(ctx, m, ExpandSinkName, errors.New("no notification sink is configured any more"))
+		return false
+	}
+	var ev store.EventPayload
+	if err := json.Unmarshal(m.Payload, &ev); err != nil {
+		d.dead(ctx, m, ExpandSinkName, fmt.Errorf("decode event: %w", err))
+		return false
+	}
+	if ev.RequestID == "" || ev.Event == "" {
+		d.dead(ctx, m, ExpandSinkName, fmt.Errorf("invalid event payload %s: missing request_id or event", m.Payload))
+		return false
+	}
+	err := d.o.Expand(ctx, m.ID, ev)
+	if err == nil {
+		recordCtx, cancel := recordContext(ctx)
+		defer cancel()
+		if err := d.o.Store.MarkDelivered(recordCtx, m.ID); err != nil {
+			// The claim runs out and the event is expanded again, to
+			// the same notification ids, so nothing is sent twice.
+			d.log.ErrorContext(ctx, "record event expansion failed", "message_id", m.ID,
+				"request_id", ev.RequestID, "event", ev.Event, "error", err)
+		}
+		return true
+	}
+	if ctx.Err() != nil {
+		// Shutting down: the claim runs out and another run retries.
+		return false
+	}
+	d.retry(ctx, m, ExpandSinkName, err, m.Attempts, nil)
+	return false
 }
 
 // deliverNotification posts one notification message and records the
@@ -272,11 +341,20 @@ func (d *Dispatcher) attempt(ctx context.Context, m store.OutboxMessage, sink st
 		// Shutting down: the claim runs out and another run retries.
 		return time.Time{}
 	}
-	d.observe(sink, Observer.NotificationFailed)
 	var de *deliveryError
-	permanent := errors.As(err, &de) && de.permanent
-	attempts := m.Attempts - skipped
-	if permanent || attempts >= d.o.Config.MaxAttempts {
+	errors.As(err, &de)
+	return d.retry(ctx, m, sink, err, m.Attempts-skipped, de)
+}
+
+// retry counts a failed attempt at m and either records when to try
+// again, after the backoff or the receiver's Retry-After, or gives up on
+// m after a permanent error or MaxAttempts attempts. attempts counts the
+// attempts so far and de, when not nil, is the post's error. It returns
+// the next attempt time, or zero when m is dead.
+func (d *Dispatcher) retry(ctx context.Context, m store.OutboxMessage, sink string, err error,
+	attempts int, de *deliveryError) time.Time {
+	d.observe(sink, Observer.NotificationFailed)
+	if (de != nil && de.permanent) || attempts >= d.o.Config.MaxAttempts {
 		d.dead(ctx, m, sink, err)
 		return time.Time{}
 	}

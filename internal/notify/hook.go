@@ -34,7 +34,8 @@ type NotifierOptions struct {
 }
 
 // Notifier turns broker events into outbox messages, one per sink that
-// the event is routed to. Its Notify method is the broker's Config.Notify.
+// the event is routed to. Its Notify method is the broker's Config.Notify,
+// and its Expand method is the Dispatcher's DispatcherOptions.Expand.
 type Notifier struct {
 	o NotifierOptions
 }

@@ -2,17 +2,22 @@
 // Teams and signed webhooks, and streams the audit chain to a webhook as
 // CloudEvents.
 //
-// Delivery goes through the store's outbox so that a restart loses nothing:
-// the broker's Notify hook (Notifier.Notify) only enqueues one message per
-// sink, right after the state change it reports, and a Dispatcher claims due
-// messages, posts them and records the outcome. A message is delivered at
-// least once. Every POST carries the message id in the Idempotency-Key
-// header, so a receiver can drop a repeat after a crash between the POST and
-// the store update.
+// Delivery goes through the store's outbox so that a restart loses nothing.
+// A request's state change writes an event message (kind store.KindEvent)
+// in its own transaction, and a Dispatcher expands it with Notifier.Expand
+// into one message per sink, with ids derived from the event, so a repeated
+// expansion adds nothing. Events without a request state change go through
+// the broker's Notify hook (Notifier.Notify), which enqueues one message
+// per sink right after the event. The Dispatcher claims due messages, posts
+// them and records the outcome. A message is delivered at least once. Every
+// POST carries the message id in the Idempotency-Key header, so a receiver
+// can drop a repeat after a crash between the POST and the store update.
 package notify
 
 import (
 	"time"
+
+	"github.com/elevate-dev/elevate/internal/store"
 )
 
 // Events the broker reports through its Notify hook.
@@ -35,6 +40,7 @@ var Events = []string{EventRequest, EventApproved, EventDenied, EventGranted, Ev
 const (
 	KindNotification = "notification"
 	KindAudit        = "audit"
+	KindEvent        = store.KindEvent
 )
 
 // Notification is the outbox payload of one event for one sink. It holds a
