@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -331,9 +332,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeBody decodes the JSON body into out, rejecting unknown fields and
 // trailing data. An empty body leaves out unchanged when allowEmpty.
 func decodeBody(r *http.Request, out any, allowEmpty bool) error {
-	dec := json.NewDecoder(r.Body)
+	data, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return err
+		}
+		return fmt.Errorf("%w: read JSON body: %w", ErrInvalid, err)
+	}
+	if key := duplicateKey(data); key != "" {
+		return fmt.Errorf("%w: invalid JSON body: key %q appears twice in one object: send each field once", ErrInvalid, prefix(key, 40))
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(out)
+	err = dec.Decode(out)
 	switch {
 	case errors.Is(err, io.EOF) && allowEmpty:
 		return nil
