@@ -124,17 +124,6 @@ func preflight(ctx context.Context, engine *lifecycle.Engine, p prepared) []life
 	return engine.Preflight(ctx, p.req)
 }
 
-// checkPIMPreflight rejects a request whose PIM pre-flight fails before
-// anything is granted; run and rotate-secret call it, plan reports it.
-func checkPIMPreflight(ctx context.Context, engine *lifecycle.Engine, p prepared) error {
-	for _, c := range p.choices {
-		if c.Backend != lifecycle.BackendRBAC {
-			return failedChecks(lifecycle.Failed(engine.PreflightBackends(ctx, p.req, p.choices, p.pimCfg)))
-		}
-	}
-	return nil
-}
-
 func failedChecks(failed []lifecycle.Check) error {
 	if len(failed) == 0 {
 		return nil

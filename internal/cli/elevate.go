@@ -63,7 +63,12 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	if err != nil {
 		return res, err
 	}
-	if err := checkPIMPreflight(ctx, engine, p); err != nil {
+	// The checks plan shows run here too, before anything is granted: a
+	// lock that would block the delete, a full assignment quota or a
+	// delegation whose condition excludes the role would otherwise be
+	// found only after the grant, or with the grant left in place.
+	prog.Step("checking locks, quota and the caller's rights")
+	if err := failedChecks(lifecycle.Failed(preflight(ctx, engine, p))); err != nil {
 		return res, err
 	}
 	action, probers, err := makeAction(p)
