@@ -146,11 +146,18 @@ func applyPlan(ctx context.Context, streams Streams, sess *session, o *elevateOp
 		return res, err
 	}
 	addPlannedReasons(fixed, pl.Preflight, req)
-	choices, _, err := sess.addBackends(ctx, engine, bo, req, fixed)
+	choices, pimCfg, err := sess.addBackends(ctx, engine, bo, req, fixed)
 	if err != nil {
 		return res, err
 	}
-	action, probers, err := makeAction(prepared{req: req, roles: byID, choices: choices})
+	p := prepared{req: req, roles: byID, choices: choices, pimCfg: pimCfg}
+	// Run the pre-flight again as the identity that grants: a lock added
+	// since the plan, or a delegation the planner could not see, must stop
+	// apply before anything is granted.
+	if err := failedChecks(lifecycle.Failed(preflight(ctx, engine, p))); err != nil {
+		return res, err
+	}
+	action, probers, err := makeAction(p)
 	if err != nil {
 		return res, err
 	}
