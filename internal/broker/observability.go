@@ -29,7 +29,9 @@ type observability struct {
 
 // observeStore wraps the store for metrics and the audit stream, and
 // returns the store the Service must use and its Notify hook (nil without
-// sinks). It runs before New because the Service takes both.
+// sinks). With sinks, the dispatcher expands the request events that the
+// Service writes with its state changes. It runs before New because the
+// Service takes both.
 func (s *Server) observeStore(o ServerOptions) (store.Store, func(context.Context, string, store.Request), error) {
 	st := s.store
 	if s.cfg.Metrics.Enabled {
@@ -52,18 +54,19 @@ func (s *Server) observeStore(o ServerOptions) (store.Store, func(context.Contex
 	// crashpoints test build may run fast, so the dispatcher must use the
 	// same clock or it never finds a message due.
 	now := crashpoint.Clock(o.Now)
+	opts := notify.DispatcherOptions{Store: s.store, Config: n, Getenv: o.Getenv, Now: now, Logger: o.Logger,
+		Observer: observer}
+	var hook func(context.Context, string, store.Request)
+	if len(n.Sinks) > 0 {
+		notifier := notify.NewNotifier(notify.NotifierOptions{Store: s.store, Config: n, BaseURL: s.cfg.UI.BaseURL,
+			Describe: s.describeRows, Now: now, Logger: o.Logger})
+		hook, opts.Expand = notifier.Notify, notifier.Expand
+	}
 	var err error
-	s.obs.dispatcher, err = notify.NewDispatcher(notify.DispatcherOptions{Store: s.store, Config: n,
-		Getenv: o.Getenv, Now: now, Logger: o.Logger, Observer: observer})
-	if err != nil {
+	if s.obs.dispatcher, err = notify.NewDispatcher(opts); err != nil {
 		return nil, nil, err
 	}
-	if len(n.Sinks) == 0 {
-		return st, nil, nil
-	}
-	notifier := notify.NewNotifier(notify.NotifierOptions{Store: s.store, Config: n, BaseURL: s.cfg.UI.BaseURL,
-		Describe: s.describeRows, Now: now, Logger: o.Logger})
-	return st, notifier.Notify, nil
+	return st, hook, nil
 }
 
 // describeRows returns the approval table rows of r with role names, or

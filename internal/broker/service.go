@@ -83,7 +83,10 @@ type Config struct {
 	// revoke is raised as revoke_failed and retried only every RetryMax.
 	// Default 8.
 	MaxRevokeAttempts int
-	// Notify, when set, receives every event for notifications.
+	// Notify, when set, turns notifications on. Events of a request state
+	// change are written to the outbox with the change, for the
+	// notification dispatcher to expand, and Notify receives the others
+	// (revoke_failed from the sweeper).
 	Notify func(ctx context.Context, event string, r store.Request)
 	// Backends lists the grant backends requests may ask for, the default
 	// first. The engine must have each registered. Default [rbac].
@@ -223,6 +226,10 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 	}
 	if decision.Outcome == policy.OutcomeRequire {
 		stored.ApprovalDeadline = s.cfg.Now().Add(s.cfg.ApprovalTimeout)
+		// The request event is stored with the request, so it survives a
+		// crash right after the insert, and an idempotent retry, which
+		// finds the stored request, writes no second one.
+		stored.CreateEvent = s.event("request")
 	}
 	for _, p := range req.Pairs {
 		stored.Pairs = append(stored.Pairs, store.Pair{RoleID: p.RoleID, Scope: p.Scope.String()})
@@ -246,7 +253,6 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 	s.log.InfoContext(ctx, "request created", "request_id", created.ID, "requester", caller.Subject,
 		"outcome", decision.Outcome, "rule_id", decision.RuleID)
 	if decision.Outcome == policy.OutcomeRequire {
-		s.notify(ctx, "request", created)
 		return created, nil
 	}
 	return s.applyDecision(ctx, created)
@@ -263,10 +269,11 @@ func (s *Service) applyDecision(ctx context.Context, r store.Request) (store.Req
 		return s.transition(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestDenied,
 			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &msg})
 	case store.OutcomeAutoApprove:
+		var u store.RequestUpdate
 		if r.Decision.BreakGlass {
-			s.notify(ctx, "break_glass", r)
+			u.Event = s.event("break_glass")
 		}
-		approved, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
+		approved, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, u)
 		if err != nil {
 			return approved, err
 		}
@@ -466,19 +473,15 @@ func (s *Service) applyApprovals(ctx context.Context, r store.Request) (store.Re
 	state, reason := s.cfg.Policy.Evaluate(fromStoreDecision(r.Decision), s.requesterIdentities(r), r.Hash, list)
 	switch state {
 	case policy.StateApproved:
-		approved, err := s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
+		approved, err := s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestApproved,
+			store.RequestUpdate{Event: s.event("approved")})
 		if err != nil {
 			return approved, err
 		}
-		s.notify(ctx, "approved", approved)
 		return s.activate(ctx, approved)
 	case policy.StateDenied:
-		denied, err := s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestDenied,
-			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &reason})
-		if err == nil {
-			s.notify(ctx, "denied", denied)
-		}
-		return denied, err
+		return s.transition(ctx, id, []store.RequestState{store.RequestPending}, store.RequestDenied,
+			store.RequestUpdate{EndedAt: s.cfg.Now(), Error: &reason, Event: s.event("denied")})
 	}
 	return r, nil
 }
@@ -552,13 +555,12 @@ func (s *Service) activate(ctx context.Context, r store.Request) (store.Request,
 		return failed, fmt.Errorf("grant: %w", failure)
 	}
 	active, err := s.transition(ctx, r.ID, []store.RequestState{store.RequestApproved}, store.RequestActive,
-		store.RequestUpdate{GrantedAt: now, ExpiresAt: expires})
+		store.RequestUpdate{GrantedAt: now, ExpiresAt: expires, Event: s.event("granted")})
 	if errors.Is(err, store.ErrConflict) {
 		return s.activatedElsewhere(ctx, r.ID, err)
 	}
 	if err == nil {
 		s.audit(ctx, r.ID, "grant", s.cfg.ReplicaID, map[string]any{"expires_at": expires})
-		s.notify(ctx, "granted", active)
 	}
 	return active, err
 }
@@ -768,10 +770,9 @@ func (s *Service) finishRequestOnce(ctx context.Context, id string) (store.Reque
 			store.RequestUpdate{Error: &msg})
 	}
 	done, err := s.transition(ctx, id, []store.RequestState{store.RequestRevoking, store.RequestRevokeFailed},
-		store.RequestRevoked, store.RequestUpdate{EndedAt: s.cfg.Now()})
+		store.RequestRevoked, store.RequestUpdate{EndedAt: s.cfg.Now(), Event: s.event("revoked")})
 	if err == nil {
 		s.audit(ctx, id, "revoked", s.cfg.ReplicaID, nil)
-		s.notify(ctx, "revoked", done)
 	}
 	return done, err
 }
@@ -833,10 +834,22 @@ func (s *Service) audit(ctx context.Context, requestID, event, actor string, det
 	}
 }
 
+// notify sends an event that comes with no request state change, such
+// as revoke_failed, through the Notify hook.
 func (s *Service) notify(ctx context.Context, event string, r store.Request) {
 	if s.cfg.Notify != nil {
 		s.cfg.Notify(ctx, event, r)
 	}
+}
+
+// event returns name for a RequestUpdate.Event or Request.CreateEvent when
+// notifications are on, and "" otherwise, so that without sinks no event
+// message is written that nothing would expand.
+func (s *Service) event(name string) string {
+	if s.cfg.Notify == nil {
+		return ""
+	}
+	return name
 }
 
 func (s *Service) toLifecycleGrant(g store.Grant) lifecycle.Grant {
