@@ -101,3 +101,66 @@ wait:
 		}
 	}
 }
+
+// TestRunRevokesWhenOutputPipeCloses runs `elevate run` with stdout and
+// stderr on pipes whose reader goes away while the command runs, as a job
+// step piping elevate into `head` does. The next write must not kill
+// elevate before it revokes.
+func TestRunRevokesWhenOutputPipeCloses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "elevate")
+	build := exec.Command("go", "build", "-o", bin, "github.com/elevate-dev/elevate/cmd/elevate")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	e := startCLIEnv(t, emulator.Config{PropagationDelay: 20 * time.Millisecond})
+
+	cmd := exec.Command(bin, "run", "--role", "Reader", "--scope", testStorage,
+		"--justification", "pipe test", "--", "sleep", "1")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	for k, v := range e.vars {
+		if k != "ELEVATE_LOG_LEVEL" && k != "ELEVATE_LOG_FORMAT" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start elevate: %v", err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	scanner := bufio.NewScanner(stderr)
+	for scanner.Scan() {
+		if strings.Contains(scanner.Text(), "running command sleep") {
+			break
+		}
+	}
+	if n := e.temporaryAssignments(); n != 1 {
+		t.Fatalf("assignments while the command runs: got %d; want 1", n)
+	}
+	// The reader goes away: every later write by elevate hits a closed pipe.
+	stdout.Close()
+	stderr.Close()
+
+	err = cmd.Wait()
+	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ProcessState.Sys().(syscall.WaitStatus).Signaled() {
+		t.Errorf("elevate was killed by %v; want it to finish", exit.ProcessState.Sys().(syscall.WaitStatus).Signal())
+	}
+	if n := e.temporaryAssignments(); n != 0 {
+		t.Errorf("assignments after the run: got %d; want 0", n)
+	}
+	if log := readTestFile(t, e.audit); !strings.Contains(log, `"event":"revoke"`) {
+		t.Error("audit log: no revoke record")
+	}
+}
