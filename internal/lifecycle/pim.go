@@ -524,6 +524,22 @@ func (r *RemoveLater) Error() string {
 		r.What, azure.MinimumActiveDuration, r.At.UTC().Format(time.RFC3339), endLabel(r.EndsAt))
 }
 
+// pimWait is how long from now the removal of PIM grants may have to wait
+// for the five-minute minimum, at most. That wait is not revoke work, so
+// RevokeAll adds it to the revoke timeout: with a command that ends at
+// once, it alone would use up the timeout and fail a revoke that would
+// succeed.
+func (e *Engine) pimWait(grants []Grant) time.Duration {
+	var wait time.Duration
+	now := e.clock.Now()
+	for _, g := range grants {
+		if g.Owned() && g.Backend != "" && g.Backend != BackendRBAC && !g.GrantedAt.IsZero() {
+			wait = max(wait, g.GrantedAt.Add(azure.MinimumActiveDuration).Sub(now))
+		}
+	}
+	return wait
+}
+
 func endLabel(t time.Time) string {
 	if t.IsZero() {
 		return "no set time (it has no expiration)"

@@ -58,10 +58,11 @@ func assignmentPath(g Grant) string {
 
 // RevokeAll removes every grant Elevate owns and verifies each removal by
 // reading it back until Azure returns 404. It runs on a context detached from
-// ctx's cancellation, bounded by RevokeTimeout, so that SIGINT or a cancelled
-// job still cleans up. Grants are updated in place.
+// ctx's cancellation, bounded by RevokeTimeout plus any wait PIM's
+// five-minute minimum imposes, so that SIGINT or a cancelled job still
+// cleans up. Grants are updated in place.
 func (e *Engine) RevokeAll(ctx context.Context, req access.Request, grants []Grant) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.opts.RevokeTimeout+e.pimWait(grants))
 	defer cancel()
 	var mu sync.Mutex
 	var g errgroup.Group
