@@ -372,7 +372,7 @@ func newReviewCommand(streams Streams, verdict, short string) *cobra.Command {
 The command fetches the request, prints its approval table, and sends the
 hash of exactly that request with the verdict, so the broker records the
 verdict only for what was shown. Requesters cannot review their own requests.`,
-		Args: cobra.ExactArgs(1),
+		Args: requestIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runReview(cmd.Context(), streams, o, verdict, args[0])
 		},
@@ -424,7 +424,7 @@ func newStatusCommand(streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status REQUEST_ID",
 		Short: "Show a broker request: state, approvals and its approval table",
-		Args:  cobra.ExactArgs(1),
+		Args:  requestIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.client(streams)
 			if err != nil {
@@ -446,7 +446,7 @@ func newCancelCommand(streams Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "cancel REQUEST_ID",
 		Short: "Withdraw a pending broker request, or end an active one early (requester or admin)",
-		Args:  cobra.ExactArgs(1),
+		Args:  requestIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := o.client(streams)
 			if err != nil {
@@ -567,4 +567,16 @@ func brokerError(action string, err error) error {
 		return &UsageError{err}
 	}
 	return err
+}
+
+// requestIDArg accepts exactly one argument, the broker request id, and
+// says where to find it when it is missing.
+func requestIDArg(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) == 0:
+		return &UsageError{fmt.Errorf("missing request ID: use %s REQUEST_ID with the id elevate request printed, or find it with elevate requests list", cmd.CommandPath())}
+	case len(args) > 1:
+		return &UsageError{fmt.Errorf("%d arguments: %s takes one request ID", len(args), cmd.CommandPath())}
+	}
+	return nil
 }

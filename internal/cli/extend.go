@@ -18,7 +18,7 @@ func newExtendCommand(streams Streams) *cobra.Command {
 		Long: `Set an active request's total duration, counted from when it was granted.
 The new total must be longer than the current one and within the maximum of
 the policy rule that approved the request; its leases move with it.`,
-		Args: cobra.ExactArgs(1),
+		Args: requestIDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if total <= 0 {
 				return &UsageError{fmt.Errorf("missing --duration: give the new total duration, such as 30m")}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,6 +150,10 @@ var (
 func Read(path string) (Plan, error) {
 	var p Plan
 	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return p, fmt.Errorf("%w: plan file %s does not exist: pass the path the plan step wrote (its plan-path output), and carry the file from the plan job as an artifact",
+			access.ErrInvalidInput, path)
+	}
 	if err != nil {
 		return p, fmt.Errorf("open plan: %w", err)
 	}
