@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/elevate-dev/elevate/internal/emulator"
 )
 
 // TestMissingArgumentsSayWhatToPass runs commands without the argument or
@@ -34,4 +36,38 @@ func TestMissingArgumentsSayWhatToPass(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRotateRefusesVaultOutsideScope names one vault in --vault and
+// another in --scope: rotate-secret must stop before it grants anything.
+func TestRotateRefusesVaultOutsideScope(t *testing.T) {
+	e := startCLIEnv(t, emulator.Config{})
+	got := e.main(t, context.Background(), "rotate-secret", "--vault", "kv-nope", "--secret", "app-db-password",
+		"--scope", testVault, "--justification", "typo")
+	if got.code != ExitUsage {
+		t.Errorf("exit code: got %d; want %d; stderr %s", got.code, ExitUsage, got.stderr)
+	}
+	if !strings.Contains(got.stderr, `invalid --vault "kv-nope"`) || !strings.Contains(got.stderr, "kv-elevate-demo") {
+		t.Errorf("stderr: got %q; want both vault names", got.stderr)
+	}
+	if n := e.temporaryAssignments(); n != 0 {
+		t.Errorf("temporary assignments: got %d; want 0", n)
+	}
+	// A vault URL of the same vault, and a scope above the vault, pass.
+	for _, tc := range [][]string{
+		{"--vault", e.srv.VaultURL("kv-elevate-demo"), "--scope", testVault},
+		{"--vault", "kv-elevate-demo", "--scope", testGroup},
+	} {
+		if err := checkVaultInScopes(mustVaultURL(t, e, tc[1]), []string{tc[3]}); err != nil {
+			t.Errorf("%v: %v; want accepted", tc, err)
+		}
+	}
+}
+
+func mustVaultURL(t *testing.T, e *cliEnv, nameOrURL string) string {
+	t.Helper()
+	if strings.HasPrefix(nameOrURL, "https://") {
+		return nameOrURL
+	}
+	return e.srv.VaultURL(nameOrURL)
 }

@@ -3,9 +3,12 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net/url"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/elevate-dev/elevate/internal/access"
 	"github.com/elevate-dev/elevate/internal/github"
 	"github.com/elevate-dev/elevate/internal/lifecycle"
 	"github.com/elevate-dev/elevate/internal/rotate"
@@ -75,6 +78,9 @@ func rotateSecret(ctx context.Context, streams Streams, sess *session, o *elevat
 	if err != nil {
 		return lifecycle.Result{}, err
 	}
+	if err := checkVaultInScopes(vault.URL, o.Scopes); err != nil {
+		return lifecycle.Result{}, err
+	}
 	rot := &rotate.Rotation{
 		Store: vault, Secret: r.Secret, Length: r.Length, Charset: r.Charset,
 		Validate: r.Validate, ValidateVia: r.ValidateVia, Stdout: streams.ErrOut, Stderr: streams.ErrOut,
@@ -98,4 +104,40 @@ func maskInActions(streams Streams) func(string) {
 		return nil
 	}
 	return runner.Mask
+}
+
+// checkVaultInScopes refuses a vault that none of the scopes grants
+// access to, when the scopes name vaults: a mistyped --vault would
+// otherwise be found only after the grant. Scopes above a vault (a
+// resource group, a subscription) are not checked, because a vault's
+// resource group is not part of its URL.
+func checkVaultInScopes(vaultURL string, scopes []string) error {
+	const vaultType = "Microsoft.KeyVault/vaults"
+	u, err := url.Parse(vaultURL)
+	if err != nil {
+		return &UsageError{fmt.Errorf("invalid --vault URL %q: %w", vaultURL, err)}
+	}
+	name, _, _ := strings.Cut(u.Hostname(), ".")
+	var vaults []string
+	for _, sc := range scopes {
+		id, err := access.ParseResourceID(sc)
+		for err == nil && len(id.Type()) > len(vaultType) {
+			var ok bool
+			if id, ok = id.Parent(); !ok {
+				break
+			}
+		}
+		if err != nil || !strings.EqualFold(id.Type(), vaultType) {
+			return nil // a scope that is not a vault may cover this one
+		}
+		if strings.EqualFold(id.Name(), name) {
+			return nil
+		}
+		vaults = append(vaults, id.Name())
+	}
+	if len(vaults) == 0 {
+		return nil
+	}
+	return &UsageError{fmt.Errorf("invalid --vault %q: the grant covers only vault %s; make --vault and --scope name the same vault",
+		name, strings.Join(vaults, ", "))}
 }
