@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -235,6 +236,9 @@ func (s *sqlStore) ListRequests(ctx context.Context, f RequestFilter) (RequestPa
 
 // requestConditions builds the WHERE clause of ListRequests.
 func requestConditions(f RequestFilter) (string, []any, error) {
+	if err := checkFilterText(f); err != nil {
+		return "", nil, err
+	}
 	var conds []string
 	var args []any
 	arg := func(v any) string {
@@ -286,6 +290,29 @@ func requestConditions(f RequestFilter) (string, []any, error) {
 	return " WHERE " + strings.Join(conds, " AND "), args, nil
 }
 
+// checkFilterText rejects filter text that no stored value can equal:
+// invalid UTF-8 or a NUL character. PostgreSQL rejects such text as a
+// parameter with a server error, but the client sent it, so it gets
+// ErrInvalid on either engine.
+func checkFilterText(f RequestFilter) error {
+	fields := [][2]string{{"requester", f.Requester}, {"principal id", f.PrincipalID},
+		{"role id", f.RoleID}, {"scope prefix", f.ScopePrefix}}
+	for _, s := range f.States {
+		fields = append(fields, [2]string{"state", string(s)})
+	}
+	for _, field := range fields {
+		if !storableText(field[1]) {
+			return fmt.Errorf("invalid %s filter %q: use UTF-8 text without NUL characters: %w", field[0], field[1], ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// storableText reports whether both engines can take s as text.
+func storableText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
 // escapeLike escapes the LIKE wildcards in s with backslashes.
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
@@ -303,7 +330,7 @@ func decodeCursor(cursor string) (time.Time, string, error) {
 	if err == nil {
 		micros, id, ok := strings.Cut(string(raw), ":")
 		n, perr := strconv.ParseInt(micros, 10, 64)
-		if ok && perr == nil && id != "" {
+		if ok && perr == nil && id != "" && storableText(id) {
 			return time.UnixMicro(n).UTC(), id, nil
 		}
 	}
