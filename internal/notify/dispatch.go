@@ -263,7 +263,14 @@ func (d *Dispatcher) expandEvent(ctx context.Context, m store.OutboxMessage) boo
 	if err == nil {
 		recordCtx, cancel := recordContext(ctx)
 		defer cancel()
-		if err := d.o.Store.MarkDelivered(recordCtx, m.ID); err != nil {
+		err := d.o.Store.MarkDelivered(recordCtx, m.ID)
+		switch {
+		case errors.Is(err, store.ErrConflict):
+			// Another dispatcher claimed the event after this claim ran
+			// out and expanded it to the same notification ids.
+			d.log.InfoContext(ctx, "event expanded by another dispatcher as well", "message_id", m.ID,
+				"request_id", ev.RequestID, "event", ev.Event)
+		case err != nil:
 			// The claim runs out and the event is expanded again, to
 			// the same notification ids, so nothing is sent twice.
 			d.log.ErrorContext(ctx, "record event expansion failed", "message_id", m.ID,
