@@ -50,3 +50,14 @@ bench:
 	$(GO) run ./internal/evidence/cmd/evidence-report -results "$$dir" -bench "$$dir/bench.txt" \
 		-runs $(BENCH_RUNS) -command "make bench BENCH_RUNS=$(BENCH_RUNS)"; \
 	if [ $$failed -ne 0 ]; then echo "some evidence runs failed"; exit 1; fi
+
+# fuzz runs every Go fuzz target for FUZZTIME each (a -fuzztime value) and
+# writes a table of executions, new interesting inputs and crashes to
+# FUZZ_OUT, by default a file in a new temporary directory. It exits
+# non-zero if any target crashed; scripts/fuzz prints the failing inputs.
+FUZZTIME ?= 1m
+FUZZ_OUT ?=
+
+.PHONY: fuzz
+fuzz:
+	FUZZ_OUT="$(FUZZ_OUT)" scripts/fuzz $(FUZZTIME)
