@@ -64,9 +64,18 @@ func BuildPairs(roleGUIDs []string, scopes []ResourceID, mode Pairing) ([]Pair, 
 	var pairs []Pair
 	switch {
 	case mode == PairingProduct:
+		// The product is checked for a repeated pair as it grows, so long
+		// lists with a repeat fail at the first one instead of filling
+		// memory with their whole product.
+		seen := map[string]int{}
 		for _, role := range roleGUIDs {
 			for _, scope := range scopes {
-				pairs = append(pairs, newPair(role, scope))
+				p := newPair(role, scope)
+				if first, ok := seen[p.key()]; ok {
+					return nil, duplicatePair(p, first, len(pairs))
+				}
+				seen[p.key()] = len(pairs)
+				pairs = append(pairs, p)
 			}
 		}
 	case mode != PairingBroadcast && nRoles == nScopes:
@@ -132,11 +141,17 @@ func checkDuplicatePairs(pairs []Pair) error {
 	seen := make(map[string]int, len(pairs))
 	for i, p := range pairs {
 		if first, ok := seen[p.key()]; ok {
-			return invalid("pair", p.String(),
-				fmt.Sprintf("appears twice (pairs %d and %d)", first+1, i+1),
-				"remove the repeated --role or --scope")
+			return duplicatePair(p, first, i)
 		}
 		seen[p.key()] = i
 	}
 	return nil
+}
+
+// duplicatePair is the error for pair p at index i repeating the pair at
+// index first.
+func duplicatePair(p Pair, first, i int) error {
+	return invalid("pair", p.String(),
+		fmt.Sprintf("appears twice (pairs %d and %d)", first+1, i+1),
+		"remove the repeated --role or --scope")
 }
