@@ -25,27 +25,61 @@ func (s *Service) Run(ctx context.Context) error {
 	return s.Sweep(ctx)
 }
 
-// Sweep calls SweepOnce every SweepInterval until ctx ends. A server that
-// reports readiness calls Reconcile first itself, then Sweep.
+// Sweep runs the work of SweepOnce every SweepInterval until ctx ends. A
+// server that reports readiness calls Reconcile first itself, then Sweep.
+//
+// The repair work that settleDue paces (stalled approvals, undecided and
+// stranded requests) runs in a loop of its own, so that a slow pass over
+// many requests never delays the end of an expired lease.
 func (s *Service) Sweep(ctx context.Context) error {
 	s.log.InfoContext(ctx, "sweeper started", "interval", s.cfg.SweepInterval)
 	defer s.log.Info("sweeper stopped")
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { s.every(ctx, s.repairOnce) })
+	s.every(ctx, s.sweepLeases)
+	return nil
+}
+
+// every calls fn every SweepInterval, the first time at once, until ctx
+// ends.
+func (s *Service) every(ctx context.Context, fn func(context.Context) int) {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-timer.C:
 		}
-		s.SweepOnce(ctx)
+		fn(ctx)
 		timer.Reset(s.cfg.SweepInterval)
 	}
 }
 
-// SweepOnce ends expired leases, retries due revokes and expires requests
-// whose approval deadline passed. It returns how many items it handled.
+// SweepOnce ends expired leases, retries due revokes, expires requests
+// whose approval deadline passed and, every settleInterval, repairs what
+// dead replicas left unfinished. It returns how many items it handled.
 func (s *Service) SweepOnce(ctx context.Context) int {
+	return s.sweepLeases(ctx) + s.repairOnce(ctx)
+}
+
+// repairOnce runs the repairs when settleDue says they are due.
+func (s *Service) repairOnce(ctx context.Context) int {
+	start := s.cfg.Now()
+	if !s.settleDue(start) {
+		return 0
+	}
+	handled := s.settleStalled(ctx) + s.finishStranded(ctx)
+	if handled > 0 {
+		s.log.InfoContext(ctx, "repairs done", "handled", handled, "elapsed", s.cfg.Now().Sub(start))
+	}
+	return handled
+}
+
+// sweepLeases ends expired leases, retries due revokes and expires
+// requests whose approval deadline passed.
+func (s *Service) sweepLeases(ctx context.Context) int {
 	start := s.cfg.Now()
 	handled := 0
 	leases, err := s.cfg.Store.ClaimExpired(ctx, start, 200, s.cfg.ReplicaID, claimFor)
@@ -83,10 +117,6 @@ func (s *Service) SweepOnce(ctx context.Context) int {
 		handled++
 	}
 	handled += s.expirePending(ctx)
-	if s.settleDue(start) {
-		handled += s.settleStalled(ctx)
-		handled += s.finishStranded(ctx)
-	}
 	if handled > 0 {
 		s.log.InfoContext(ctx, "sweep done", "handled", handled, "elapsed", s.cfg.Now().Sub(start))
 	}
@@ -314,7 +344,10 @@ const strandedBatch = 100
 // revoked), yet the API would show them active or revoking for good. It
 // returns how many it finished.
 func (s *Service) finishStranded(ctx context.Context) int {
-	ids, err := s.cfg.Store.StrandedRequests(ctx, s.cfg.Now(), strandedBatch)
+	// A request that changed within the claim time may be in the middle
+	// of being finished by a live replica; leave it to that replica.
+	now := s.cfg.Now()
+	ids, err := s.cfg.Store.StrandedRequests(ctx, now, now.Add(-claimFor), strandedBatch)
 	if err != nil {
 		s.log.ErrorContext(ctx, "list stranded requests failed", "error", err)
 		return 0

@@ -439,7 +439,7 @@ func (s *sqlStore) ActiveGrants(ctx context.Context) ([]Grant, error) {
 	return grants, nil
 }
 
-func (s *sqlStore) StrandedRequests(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (s *sqlStore) StrandedRequests(ctx context.Context, now, quietSince time.Time, limit int) ([]string, error) {
 	if limit <= 0 || limit > MaxListLimit {
 		return nil, fmt.Errorf("list stranded requests: invalid limit %d: use 1 to %d: %w", limit, MaxListLimit, ErrInvalid)
 	}
@@ -448,9 +448,11 @@ func (s *sqlStore) StrandedRequests(ctx context.Context, now time.Time, limit in
 		return id, err
 	}, `SELECT r.id FROM requests r
 		WHERE (r.state IN ($1, $2) OR (r.state = $3 AND r.expires_at <= $4))
-		AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.request_id = r.id AND l.state = $5)
-		ORDER BY r.id LIMIT $6`,
-		string(RequestRevoking), string(RequestRevokeFailed), string(RequestActive), utc(now), string(LeaseActive), limit)
+		AND r.updated_at <= $5
+		AND NOT EXISTS (SELECT 1 FROM leases l WHERE l.request_id = r.id AND l.state = $6)
+		ORDER BY r.id LIMIT $7`,
+		string(RequestRevoking), string(RequestRevokeFailed), string(RequestActive), utc(now), utc(quietSince),
+		string(LeaseActive), limit)
 	if err != nil {
 		return nil, fmt.Errorf("list stranded requests: %w", err)
 	}

@@ -92,9 +92,10 @@ type Store interface {
 	ClaimRetries(ctx context.Context, now time.Time, limit int, owner string, claimFor time.Duration) ([]Grant, error)
 	// StrandedRequests returns up to limit ids of requests that hold no
 	// active lease yet are not finished: revoking or revoke_failed, or
-	// active past their expiry at now. A replica that died between ending
-	// the leases and moving the request on leaves them so.
-	StrandedRequests(ctx context.Context, now time.Time, limit int) ([]string, error)
+	// active past their expiry at now, and unchanged since quietSince. A
+	// replica that died between ending the leases and moving the request
+	// on leaves them so.
+	StrandedRequests(ctx context.Context, now, quietSince time.Time, limit int) ([]string, error)
 	// NonTerminalGrants returns every grant that is not revoked or
 	// grant_failed, for reconciliation with Azure at start-up.
 	NonTerminalGrants(ctx context.Context) ([]Grant, error)
