@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,25 +18,10 @@ import (
 	"github.com/elevate-dev/elevate/internal/store"
 )
 
-// jumpClock is a clock whose waits return at once and move it on, so PIM's
-// minimum durations pass without real waiting. The emulator, the store,
-// the engine and the broker share it.
-type jumpClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *jumpClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *jumpClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
+// jumpClock is a fakeClock whose waits return at once and move it on, so
+// PIM's minimum durations pass without real waiting. The emulator, the
+// store, the engine and the broker share it.
+type jumpClock struct{ fakeClock }
 
 func (c *jumpClock) After(d time.Duration) <-chan time.Time {
 	c.Advance(d)
@@ -78,7 +62,7 @@ type pimHarness struct {
 func newPIMHarness(t *testing.T) *pimHarness {
 	t.Helper()
 	ctx := context.Background()
-	clock := &jumpClock{now: time.Now().UTC().Truncate(time.Second)}
+	clock := &jumpClock{fakeClock{now: time.Now().UTC().Truncate(time.Second)}}
 	srv, err := emulator.Start(ctx, emulator.Config{Logger: quietLogger(), Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -22,22 +22,9 @@ func TestRunRevokesOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "elevate")
-	build := exec.Command("go", "build", "-o", bin, "github.com/elevate-dev/elevate/cmd/elevate")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	e := startCLIEnv(t, emulator.Config{PropagationDelay: 20 * time.Millisecond})
-
-	cmd := exec.Command(bin, "run", "--role", "Reader", "--scope", testStorage,
+	cmd := elevateCommand(t, e, "run", "--role", "Reader", "--scope", testStorage,
 		"--justification", "signal test", "--", "sleep", "30")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	for k, v := range e.vars {
-		if k != "ELEVATE_LOG_LEVEL" && k != "ELEVATE_LOG_FORMAT" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatalf("stderr pipe: %v", err)
@@ -110,22 +97,9 @@ func TestRunRevokesWhenOutputPipeCloses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "elevate")
-	build := exec.Command("go", "build", "-o", bin, "github.com/elevate-dev/elevate/cmd/elevate")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	e := startCLIEnv(t, emulator.Config{PropagationDelay: 20 * time.Millisecond})
-
-	cmd := exec.Command(bin, "run", "--role", "Reader", "--scope", testStorage,
+	cmd := elevateCommand(t, e, "run", "--role", "Reader", "--scope", testStorage,
 		"--justification", "pipe test", "--", "sleep", "1")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
-	for k, v := range e.vars {
-		if k != "ELEVATE_LOG_LEVEL" && k != "ELEVATE_LOG_FORMAT" {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -163,4 +137,25 @@ func TestRunRevokesWhenOutputPipeCloses(t *testing.T) {
 	if log := readTestFile(t, e.audit); !strings.Contains(log, `"event":"revoke"`) {
 		t.Error("audit log: no revoke record")
 	}
+}
+
+// elevateCommand builds the elevate binary and returns a command that runs
+// it with args against e's emulator, with e's environment minus its log
+// settings.
+func elevateCommand(t *testing.T, e *cliEnv, args ...string) *exec.Cmd {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "elevate")
+	build := exec.Command("go", "build", "-o", bin, "github.com/elevate-dev/elevate/cmd/elevate")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
+	for k, v := range e.vars {
+		if k != "ELEVATE_LOG_LEVEL" && k != "ELEVATE_LOG_FORMAT" {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	return cmd
 }
