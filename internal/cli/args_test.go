@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elevate-dev/elevate/internal/brokerclient"
 	"github.com/elevate-dev/elevate/internal/emulator"
 )
 
@@ -70,4 +71,21 @@ func mustVaultURL(t *testing.T, e *cliEnv, nameOrURL string) string {
 		return nameOrURL
 	}
 	return e.srv.VaultURL(nameOrURL)
+}
+
+// TestActionsKeyFitsBrokerLimit derives an idempotency key for the
+// longest repository and job names: it must stay within the broker's 255
+// characters and still differ between run attempts.
+func TestActionsKeyFitsBrokerLimit(t *testing.T) {
+	env := map[string]string{"GITHUB_RUN_ID": "12345678901", "GITHUB_RUN_ATTEMPT": "1",
+		"GITHUB_REPOSITORY": strings.Repeat("o", 39) + "/" + strings.Repeat("r", 100), "GITHUB_JOB": strings.Repeat("j", 100)}
+	in := brokerclient.CreateInput{Roles: []string{"Reader"}, Scopes: []string{testStorage}}
+	first := actionsIdempotencyKey(func(k string) string { return env[k] }, in)
+	if len(first) > 255 {
+		t.Errorf("key length: got %d; want at most 255", len(first))
+	}
+	env["GITHUB_RUN_ATTEMPT"] = "2"
+	if again := actionsIdempotencyKey(func(k string) string { return env[k] }, in); again == first {
+		t.Error("key of the second attempt: same as the first; want another")
+	}
 }

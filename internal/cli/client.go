@@ -232,9 +232,20 @@ func actionsIdempotencyKey(getenv func(string) string, in brokerclient.CreateInp
 	}
 	body, _ := json.Marshal(in) // a struct of strings and maps always encodes
 	sum := sha256.Sum256(body)
-	return fmt.Sprintf("gha:%s:%s:%s:%s:%s", getenv("GITHUB_REPOSITORY"), run, getenv("GITHUB_RUN_ATTEMPT"),
+	key := fmt.Sprintf("gha:%s:%s:%s:%s:%s", getenv("GITHUB_REPOSITORY"), run, getenv("GITHUB_RUN_ATTEMPT"),
 		getenv("GITHUB_JOB"), hex.EncodeToString(sum[:8]))
+	if len(key) > maxActionsKey {
+		// Long repository and job names would pass the broker's limit on
+		// keys; a digest of the whole key stays unique per attempt.
+		long := sha256.Sum256([]byte(key))
+		key = "gha:" + hex.EncodeToString(long[:])
+	}
+	return key
 }
+
+// maxActionsKey is the longest derived key sent as it is. The broker
+// accepts keys of up to 255 characters.
+const maxActionsKey = 200
 
 func runBrokerRequest(ctx context.Context, streams Streams, o *brokerRequestOptions) error {
 	d, err := submitRequest(ctx, streams, o)
