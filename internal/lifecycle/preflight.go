@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/elevate-dev/elevate/internal/access"
 )
 
@@ -102,6 +104,9 @@ func (e *Engine) checkLocks(ctx context.Context, scope string) Check {
 	}
 	var blocking []string
 	for _, l := range locks {
+		if !lockCovers(l.ID, scope) {
+			continue // a lock on a resource below the scope does not apply to it
+		}
 		if strings.EqualFold(l.Level, "CanNotDelete") || strings.EqualFold(l.Level, "ReadOnly") {
 			blocking = append(blocking, fmt.Sprintf("%s (%s)", l.Name, l.Level))
 		}
@@ -118,6 +123,19 @@ func (e *Engine) checkLocks(ctx context.Context, scope string) Check {
 // checkCanGrant checks that the caller may write and delete role
 // assignments at scope and that the conditions on its own role assignments
 // allow those of pairs.
+// lockCovers reports whether the lock with id lockID applies at scope: it
+// sits at the scope or above it. ARM's lock list for a resource group also
+// returns the locks of the resources in it, which do not. A lock id of
+// another form is taken to apply, the safe reading.
+func lockCovers(lockID, scope string) bool {
+	lockScope, _, ok := strings.Cut(strings.ToLower(lockID), "/providers/microsoft.authorization/locks/")
+	if !ok {
+		return true
+	}
+	scope = strings.ToLower(strings.TrimRight(scope, "/"))
+	return scope == lockScope || strings.HasPrefix(scope, lockScope+"/")
+}
+
 func (e *Engine) checkCanGrant(ctx context.Context, req access.Request, scope string, pairs []access.Pair, roles *roleCache) Check {
 	c := Check{Name: CheckPermissions, Scope: scope}
 	perms, err := e.arm.Permissions(ctx, scope)
@@ -140,14 +158,26 @@ func (e *Engine) checkCanGrant(ctx context.Context, req access.Request, scope st
 // from QuotaCheck on a cached count, because counting a subscription's role
 // assignments lists all of them.
 func (e *Engine) PreflightLocks(ctx context.Context, req access.Request) []Check {
-	var checks []Check
+	var scopes []string
 	seen := map[string]bool{}
 	for _, p := range req.Pairs {
 		if !seen[p.Scope.Key()] {
 			seen[p.Scope.Key()] = true
-			checks = append(checks, e.checkLocks(ctx, p.Scope.String()))
+			scopes = append(scopes, p.Scope.String())
 		}
 	}
+	// One lookup per scope, Concurrency at a time; the checks keep the
+	// order of the scopes.
+	checks := make([]Check, len(scopes))
+	var g errgroup.Group
+	g.SetLimit(e.opts.Concurrency)
+	for i, scope := range scopes {
+		g.Go(func() error {
+			checks[i] = e.checkLocks(ctx, scope)
+			return nil
+		})
+	}
+	_ = g.Wait() // the lookups report failures as warnings, never as errors
 	return checks
 }
 
