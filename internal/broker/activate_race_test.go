@@ -43,6 +43,41 @@ func (g *gatedARM) CreateAssignment(ctx context.Context, a azure.Assignment) (az
 	return g.mapARM.CreateAssignment(ctx, a)
 }
 
+// createApproved creates a Contributor request with idempotency key key
+// and moves it to approved in the store, without activating it.
+func createApproved(t *testing.T, svc *Service, st store.Store, key string) store.Request {
+	t.Helper()
+	ctx := context.Background()
+	r, err := svc.Create(ctx, pipeline, contributorFor(0, key))
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	approved, err := st.TransitionRequest(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
+	if err != nil {
+		t.Fatalf("approve: %v", err)
+	}
+	return approved
+}
+
+// activateOverlapping activates r on each service at once through arm's
+// gate, and releases the second PUT only after one activation returned.
+func activateOverlapping(arm *gatedARM, r store.Request, services ...*Service) ([]store.Request, []error) {
+	var wg sync.WaitGroup
+	first := make(chan struct{}, len(services))
+	results := make([]store.Request, len(services))
+	errs := make([]error, len(services))
+	for i, svc := range services {
+		wg.Go(func() {
+			results[i], errs[i] = svc.activate(context.Background(), r)
+			first <- struct{}{}
+		})
+	}
+	<-first // one activation finished while the other waits in its PUT
+	close(arm.release)
+	wg.Wait()
+	return results, errs
+}
+
 // TestConcurrentActivationsAgree activates one approved request on two
 // replicas at once, as a restarted replica's reconcile does while the
 // approving replica is still granting. The slower one must not end the
@@ -56,28 +91,8 @@ func TestConcurrentActivationsAgree(t *testing.T) {
 	a := serviceOn(t, st, arm, clock.Now, "replica-a")
 	b := serviceOn(t, st, arm, clock.Now, "replica-b")
 
-	r, err := a.Create(ctx, pipeline, contributorFor(0, "race"))
-	if err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	approved, err := st.TransitionRequest(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
-	if err != nil {
-		t.Fatalf("approve: %v", err)
-	}
-
-	var wg sync.WaitGroup
-	first := make(chan struct{}, 2)
-	results := make([]store.Request, 2)
-	errs := make([]error, 2)
-	for i, svc := range []*Service{a, b} {
-		wg.Go(func() {
-			results[i], errs[i] = svc.activate(ctx, approved)
-			first <- struct{}{}
-		})
-	}
-	<-first // one activation finished while the other waits in its PUT
-	close(arm.release)
-	wg.Wait()
+	r := createApproved(t, a, st, "race")
+	results, errs := activateOverlapping(arm, r, a, b)
 	for i := range results {
 		// Both callers see the request active: a client whose retry
 		// reached the slower replica must not get an error.
@@ -132,25 +147,8 @@ func TestActivationFailureRemovesLateGrant(t *testing.T) {
 	st := openSQLite(t, clock.Now)
 	a := serviceOn(t, st, arm, clock.Now, "replica-a")
 	b := serviceOn(t, st, arm, clock.Now, "replica-b")
-	r, err := a.Create(ctx, pipeline, contributorFor(0, "late"))
-	if err != nil {
-		t.Fatalf("Create: %v", err)
-	}
-	approved, err := st.TransitionRequest(ctx, r.ID, []store.RequestState{store.RequestPending}, store.RequestApproved, store.RequestUpdate{})
-	if err != nil {
-		t.Fatalf("approve: %v", err)
-	}
-	var wg sync.WaitGroup
-	first := make(chan struct{}, 2)
-	for _, svc := range []*Service{a, b} {
-		wg.Go(func() {
-			_, _ = svc.activate(ctx, approved)
-			first <- struct{}{}
-		})
-	}
-	<-first
-	close(arm.release)
-	wg.Wait()
+	r := createApproved(t, a, st, "late")
+	activateOverlapping(arm, r, a, b)
 
 	got, err := st.GetRequest(ctx, r.ID)
 	if err != nil {

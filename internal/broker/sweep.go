@@ -64,7 +64,7 @@ func (s *Service) SweepOnce(ctx context.Context) int {
 	return s.sweepLeases(ctx) + s.repairOnce(ctx)
 }
 
-// repairOnce runs the repairs when settleDue says they are due.
+// repairOnce runs the repairs when settleDue reports them due.
 func (s *Service) repairOnce(ctx context.Context) int {
 	start := s.cfg.Now()
 	if !s.settleDue(start) {
@@ -223,14 +223,9 @@ func (s *Service) finishRequestsOf(ctx context.Context, g store.Grant) {
 // expirePending moves pending requests past their approval deadline to
 // expired, so a late approval can grant nothing.
 func (s *Service) expirePending(ctx context.Context) int {
-	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestPending}, Limit: store.MaxListLimit})
-	if err != nil {
-		s.log.ErrorContext(ctx, "list pending requests failed", "error", err)
-		return 0
-	}
 	now := s.cfg.Now()
 	n := 0
-	for _, r := range page.Requests {
+	for _, r := range s.requestsIn(ctx, store.RequestPending) {
 		if r.ApprovalDeadline.IsZero() || now.Before(r.ApprovalDeadline) {
 			continue
 		}
@@ -268,26 +263,11 @@ func (s *Service) settleDue(now time.Time) bool {
 // creator died before acting on the outcome, and approved requests never
 // granted. It returns how many left the state they were found in.
 func (s *Service) settleStalled(ctx context.Context) int {
-	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestPending}, Limit: store.MaxListLimit})
-	if err != nil {
-		s.log.ErrorContext(ctx, "list pending requests failed", "error", err)
-		return 0
-	}
 	now := s.cfg.Now()
 	n := 0
-	for _, r := range page.Requests {
+	for _, r := range s.requestsIn(ctx, store.RequestPending) {
 		if r.Decision.Outcome != store.OutcomeNeedsApproval {
-			// Create stores the request and then acts on the policy's
-			// outcome; its replica may have died in between.
-			if now.Sub(r.CreatedAt) < activateTimeout {
-				continue // Create may still be acting on it
-			}
-			s.log.WarnContext(ctx, "finishing a request its creator left undecided", "request_id", r.ID, "outcome", r.Decision.Outcome)
-			got, err := s.applyDecision(ctx, r)
-			if err != nil && !errors.Is(err, store.ErrConflict) {
-				s.log.ErrorContext(ctx, "finish undecided request failed", "request_id", r.ID, "error", err)
-			}
-			if got.State != "" && got.State != store.RequestPending {
+			if s.finishUndecided(ctx, r, now) {
 				n++
 			}
 			continue
@@ -307,20 +287,42 @@ func (s *Service) settleStalled(ctx context.Context) int {
 	return n + s.resumeApproved(ctx, activateTimeout)
 }
 
+// finishUndecided acts on the policy outcome of a pending request that
+// needs no approval. Create stores such a request and then acts on the
+// outcome, so its replica may have died in between. It reports whether
+// the request left pending.
+func (s *Service) finishUndecided(ctx context.Context, r store.Request, now time.Time) bool {
+	if now.Sub(r.CreatedAt) < activateTimeout {
+		return false // Create may still be acting on it
+	}
+	s.log.WarnContext(ctx, "finishing a request its creator left undecided", "request_id", r.ID, "outcome", r.Decision.Outcome)
+	got, err := s.applyDecision(ctx, r)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		s.log.ErrorContext(ctx, "finish undecided request failed", "request_id", r.ID, "error", err)
+	}
+	return got.State != "" && got.State != store.RequestPending
+}
+
+// requestsIn returns up to store.MaxListLimit requests in state, or none
+// when the listing fails, which it logs.
+func (s *Service) requestsIn(ctx context.Context, state store.RequestState) []store.Request {
+	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{state}, Limit: store.MaxListLimit})
+	if err != nil {
+		s.log.ErrorContext(ctx, "list requests failed", "state", state, "error", err)
+		return nil
+	}
+	return page.Requests
+}
+
 // resumeApproved activates approved requests that have waited at least
 // minAge since their approval: the replica that approved one died before
 // granting it. The age keeps it from racing a live activation, which ends
-// within activateTimeout; activate lets a late approval lapse. It returns
+// within activateTimeout, and activate lets a late approval lapse. It returns
 // how many it activated or failed.
 func (s *Service) resumeApproved(ctx context.Context, minAge time.Duration) int {
-	page, err := s.cfg.Store.ListRequests(ctx, store.RequestFilter{States: []store.RequestState{store.RequestApproved}, Limit: store.MaxListLimit})
-	if err != nil {
-		s.log.ErrorContext(ctx, "list approved requests failed", "error", err)
-		return 0
-	}
 	now := s.cfg.Now()
 	n := 0
-	for _, r := range page.Requests {
+	for _, r := range s.requestsIn(ctx, store.RequestApproved) {
 		if now.Sub(r.UpdatedAt) < minAge {
 			continue
 		}
@@ -345,7 +347,7 @@ const strandedBatch = 100
 // returns how many it finished.
 func (s *Service) finishStranded(ctx context.Context) int {
 	// A request that changed within the claim time may be in the middle
-	// of being finished by a live replica; leave it to that replica.
+	// of being finished by a live replica, so it is left to that replica.
 	now := s.cfg.Now()
 	ids, err := s.cfg.Store.StrandedRequests(ctx, now, now.Add(-claimFor), strandedBatch)
 	if err != nil {
@@ -414,7 +416,7 @@ func (s *Service) Reconcile(ctx context.Context) {
 	fixed += s.finishStranded(ctx)
 	// At start, resume every approved request: one this replica was
 	// granting when it died would otherwise wait activateTimeout. Another
-	// replica may be granting it at this moment; activate tolerates that.
+	// replica may be granting it at this moment, which activate tolerates.
 	fixed += s.resumeApproved(ctx, 0)
 	s.log.InfoContext(ctx, "reconcile done", "fixed", fixed)
 }
