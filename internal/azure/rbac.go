@@ -154,7 +154,7 @@ func (c *RBAC) FindAssignment(ctx context.Context, scope, roleDefinitionID, prin
 // principalID at scope: those made at the scope or above it, to the
 // principal or to a group it is a transitive member of. Microsoft's page
 // "List Azure role assignments using the REST API" documents the filter
-// and says it takes only a user or service principal object id.
+// and states that it takes only a user or service principal object id.
 func (c *RBAC) ListAssignmentsAssignedTo(ctx context.Context, scope, principalID string) ([]Assignment, error) {
 	filter := encodeFilter(fmt.Sprintf("atScope() and assignedTo('%s')", strings.ReplaceAll(principalID, "'", "''")))
 	pager := c.assignments.NewListForScopePager(scope, &armauthorization.RoleAssignmentsClientListForScopeOptions{Filter: &filter})

@@ -241,7 +241,7 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 	if !isNew {
 		// An idempotent retry. The first call did the work, unless its
 		// replica died between storing the request and acting on the
-		// policy's outcome; then this call finishes it.
+		// policy's outcome. In that case this call finishes it.
 		if created.State == store.RequestPending && created.Decision.Outcome != store.OutcomeNeedsApproval {
 			s.log.WarnContext(ctx, "finishing a request its first call left undecided", "request_id", created.ID)
 			return s.applyDecision(ctx, created)
@@ -260,8 +260,8 @@ func (s *Service) Create(ctx context.Context, caller Identity, in CreateInput) (
 
 // applyDecision acts on the policy outcome stored with a pending request:
 // a deny ends it, an auto-approval grants it. A request that needs
-// approvals is left as it is. Two replicas may call it for one request;
-// the conditional transitions let one act.
+// approvals is left as it is. Two replicas may call it for one request, and
+// the conditional transitions let only one act.
 func (s *Service) applyDecision(ctx context.Context, r store.Request) (store.Request, error) {
 	switch r.Decision.Outcome {
 	case store.OutcomeDeny:
@@ -454,7 +454,7 @@ func (s *Service) settlePending(ctx context.Context, id string) (store.Request, 
 		return r, false, err
 	}
 	r, err = s.applyApprovals(ctx, r)
-	// A lost race returns no request at all; only a state change counts.
+	// A lost race returns no request at all, so only a state change counts.
 	return r, r.State != "" && r.State != store.RequestPending, err
 }
 
@@ -711,9 +711,9 @@ const finishAttempts = 3
 
 // finishRequest moves an active request whose leases all ended to revoked,
 // or to revoke_failed while one of its grants has not gone away yet. Two
-// callers ending one request (a cancel and a sweep, say) may each see the
-// other's half of the work; a lost transition reads the request again
-// rather than leave it unfinished.
+// callers ending one request (a cancel and a sweep, say) may each see half
+// of the other's work, so a lost transition reads the request again rather
+// than leave it unfinished.
 func (s *Service) finishRequest(ctx context.Context, id string) (store.Request, error) {
 	var r store.Request
 	var err error

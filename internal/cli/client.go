@@ -581,7 +581,7 @@ func brokerError(action string, err error) error {
 }
 
 // requestIDArg accepts exactly one argument, the broker request id, and
-// says where to find it when it is missing.
+// names where to find it when it is missing.
 func requestIDArg(cmd *cobra.Command, args []string) error {
 	switch {
 	case len(args) == 0:

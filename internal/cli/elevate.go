@@ -63,10 +63,10 @@ func elevate(ctx context.Context, streams Streams, sess *session, o *elevateOpti
 	if err != nil {
 		return res, err
 	}
-	// The checks plan shows run here too, before anything is granted: a
-	// lock that would block the delete, a full assignment quota or a
-	// delegation whose condition excludes the role would otherwise be
-	// found only after the grant, or with the grant left in place.
+	// The checks that plan shows run here too, before anything is granted.
+	// Otherwise a lock that blocks the delete, a full assignment quota or a
+	// delegation whose condition excludes the role shows up only after the
+	// grant, or leaves the grant in place.
 	prog.Step("checking locks, quota and the caller's rights")
 	if err := failedChecks(lifecycle.Failed(preflight(ctx, engine, p))); err != nil {
 		return res, err

@@ -366,7 +366,7 @@ func TestPlanningCatchesUndeclaredGroup(t *testing.T) {
 	r := pe.newPIMRun(t, cfg)
 	req := pe.pimRequest(t, 30*time.Minute, pair(t, roleContrib, demoGroup))
 	// The group's id with the type a caller gets when it leaves out
-	// --principal-type: only the eligibility tells that it is a group.
+	// --principal-type: only the eligibility records that it is a group.
 	req.Principal = access.Principal{ID: pimGroupOID, Type: access.PrincipalServicePrincipal}
 
 	choices, err := r.engine.ChooseBackends(context.Background(), req, lifecycle.BackendAuto)

@@ -22,9 +22,9 @@ func (c scaledClock) After(d time.Duration) <-chan time.Time {
 }
 
 // TestPIMWaitDoesNotUseRevokeTimeout activates a role for a command that
-// ends at once. PIM refuses the deactivation for five minutes, so the
-// revoke waits; that wait is longer than the revoke timeout, which bounds
-// the revoke's own work, and must not fail it.
+// ends at once. PIM rejects the deactivation for five minutes, so the
+// revoke waits longer than the revoke timeout. That timeout bounds the
+// revoke's own work, so the wait must not fail it.
 func TestPIMWaitDoesNotUseRevokeTimeout(t *testing.T) {
 	pe := startPIMEnv(t)
 	path := filepath.Join(pe.dir, uuid.NewString()+".jsonl")

@@ -28,7 +28,7 @@ func (s *sqlStore) ExtendRequest(ctx context.Context, id string, expiresAt time.
 		}
 		// Lock the leases before checking their claims. A sweeper that is
 		// claiming one commits first, and one that comes later skips the
-		// locked rows and then sees the new expiry.
+		// locked rows and then reads the new expiry.
 		leases, err := queryAll(ctx, q, scanLease, `SELECT `+leaseColumns+` FROM leases
 			WHERE request_id = $1 AND state = $2 `+s.e.lock("FOR UPDATE"), id, LeaseActive)
 		if err != nil {
